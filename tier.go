@@ -1,0 +1,34 @@
+package upstreamtier
+
+import (
+	"crypto/tls"
+
+	"github.com/coredns/coredns/plugin"
+	"github.com/coredns/coredns/plugin/pkg/proxy"
+)
+
+// Tier is one level of the hierarchy: its upstreams only see a query when
+// every tier above could not answer it.
+type Tier struct {
+	name      string
+	upstreams []*Upstream
+	policy    Policy
+	except    []string // zones this tier must never see
+	opts      proxy.Options
+
+	tlsConfig     *tls.Config // set by the tier's tls option, nil otherwise
+	tlsServerName string      // set by tls_servername
+}
+
+// Name returns the tier's name as written in the Corefile.
+func (t *Tier) Name() string { return t.name }
+
+// allows reports whether qname may be sent to this tier.
+func (t *Tier) allows(qname string) bool {
+	for _, zone := range t.except {
+		if plugin.Name(zone).Matches(qname) {
+			return false
+		}
+	}
+	return true
+}
