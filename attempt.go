@@ -39,6 +39,12 @@ func (e *attemptError) Error() string {
 
 func (e *attemptError) Unwrap() error { return e.err }
 
+// public is the part of the error a client may see in an Extended DNS
+// Error: the tier and the reason, not the addresses of our upstreams.
+func (e *attemptError) public() string {
+	return "tier " + e.upstream.tier.name + ": " + e.reason
+}
+
 // attempt sends the query to one upstream and returns its answer when the
 // answer may reach the client: it arrived within the budget, matches the
 // query, and its rcode is not one of the failover rcodes.

@@ -89,7 +89,7 @@ func (ut *UpstreamTier) fail(w dns.ResponseWriter, state request.Request, last *
 	err := errNoAnswer
 	switch {
 	case last != nil:
-		text = "upstreamtier: all tiers failed, last: " + last.Error()
+		text = "upstreamtier: all tiers failed, last: " + last.public()
 		err = last
 	case barred:
 		code, text = dns.ExtendedErrorCodeProhibited, "upstreamtier: no tier may see this name"

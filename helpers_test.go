@@ -1,0 +1,126 @@
+package upstreamtier
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coredns/caddy"
+	"github.com/coredns/coredns/plugin/pkg/dnstest"
+	"github.com/coredns/coredns/plugin/test"
+	"github.com/upstreamtier/upstreamtier/internal/faultdns"
+
+	"github.com/miekg/dns"
+)
+
+// startUpstreams starts n fault-injecting upstreams on 127.0.0.1, closed
+// when the test ends.
+func startUpstreams(t *testing.T, n int) []*faultdns.Server {
+	t.Helper()
+	servers := make([]*faultdns.Server, n)
+	for i := range servers {
+		s, err := faultdns.Start("127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		servers[i] = s
+	}
+	return servers
+}
+
+// newPlugin parses a Corefile stanza and starts the plugin; %s verbs in the
+// stanza are filled with the addresses of the servers, in order.
+func newPlugin(t *testing.T, stanza string, servers ...*faultdns.Server) *UpstreamTier {
+	t.Helper()
+	addrs := make([]any, len(servers))
+	for i, s := range servers {
+		addrs[i] = s.Addr()
+	}
+	c := caddy.NewTestController("dns", fmt.Sprintf(stanza, addrs...))
+	c.ServerBlockKeys = []string{"."}
+	ut, err := parseUpstreamTier(c)
+	if err != nil {
+		t.Fatalf("parse: %v", err)
+	}
+	ut.Next = test.NextHandler(dns.RcodeRefused, errNextCalled)
+	if err := ut.OnStartup(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ut.OnShutdown() })
+	return ut
+}
+
+var errNextCalled = fmt.Errorf("next plugin called")
+
+// newQuery returns an A query with EDNS0, as dig sends.
+func newQuery(name string, qtype uint16) *dns.Msg {
+	m := new(dns.Msg)
+	m.SetQuestion(dns.Fqdn(name), qtype)
+	m.SetEdns0(1232, false)
+	return m
+}
+
+// serve runs one query through the plugin as a client over UDP or TCP
+// would, and returns what the client got.
+func serve(t *testing.T, ut *UpstreamTier, q *dns.Msg, tcp bool) (*dns.Msg, error) {
+	t.Helper()
+	rec := dnstest.NewRecorder(&test.ResponseWriter{TCP: tcp})
+	_, err := ut.ServeDNS(context.Background(), rec, q)
+	return rec.Msg, err
+}
+
+// answerIP returns the address of the single A record in m.
+func answerIP(t *testing.T, m *dns.Msg) net.IP {
+	t.Helper()
+	if m == nil {
+		t.Fatal("no answer written")
+	}
+	if m.Rcode != dns.RcodeSuccess || len(m.Answer) != 1 {
+		t.Fatalf("want one A record, got rcode %s and %d records:\n%s", dns.RcodeToString[m.Rcode], len(m.Answer), m)
+	}
+	a, ok := m.Answer[0].(*dns.A)
+	if !ok {
+		t.Fatalf("want an A record, got %s", m.Answer[0])
+	}
+	return a.A
+}
+
+// expectFrom asserts m is a valid answer to q from server s.
+func expectFrom(t *testing.T, q, m *dns.Msg, s *faultdns.Server) {
+	t.Helper()
+	if got := answerIP(t, m); !got.Equal(s.AnswerIP()) {
+		t.Fatalf("answer %s, want %s from upstream %s", got, s.AnswerIP(), s.Addr())
+	}
+	if m.Id != q.Id || !strings.EqualFold(m.Question[0].Name, q.Question[0].Name) || m.Question[0].Qtype != q.Question[0].Qtype {
+		t.Fatalf("answer does not match the query:\nquery:\n%s\nanswer:\n%s", q, m)
+	}
+}
+
+// ede returns the Extended DNS Error of m, or nil.
+func ede(m *dns.Msg) *dns.EDNS0_EDE {
+	opt := m.IsEdns0()
+	if opt == nil {
+		return nil
+	}
+	for _, o := range opt.Option {
+		if e, ok := o.(*dns.EDNS0_EDE); ok {
+			return e
+		}
+	}
+	return nil
+}
+
+// waitQueries waits until s has received n queries in all.
+func waitQueries(t *testing.T, s *faultdns.Server, n int64) {
+	t.Helper()
+	// A safety net against a hung test, not a timing assertion.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := s.WaitQueries(ctx, n); err != nil {
+		t.Fatalf("upstream %s got %d queries, want %d: %v", s.Addr(), s.Queries(), n, err)
+	}
+}
