@@ -180,11 +180,18 @@ func parseTier(c *caddy.Controller, ut *UpstreamTier) (*Tier, error) {
 		}
 	}
 
+	// The addresses are checked before the block is read, so that an error
+	// names the tier's line; the upstreams are made after it, because the
+	// block holds their TLS options.
+	tos, err := parseTos(c, name, args[1:])
+	if err != nil {
+		return nil, err
+	}
 	t := &Tier{name: name, policy: &random{}, opts: proxy.Options{HCRecursionDesired: true, HCDomain: "."}}
 	if err := parseTierBlock(c, t); err != nil {
 		return nil, err
 	}
-	if err := addUpstreams(c, t, args[1:]); err != nil {
+	if err := addUpstreams(c, t, tos); err != nil {
 		return nil, err
 	}
 	return t, nil
@@ -279,32 +286,48 @@ func parseTierProperty(c *caddy.Controller, t *Tier, prop string) error {
 	return nil
 }
 
-// addUpstreams turns the TO arguments of a tier into upstreams, applying the
-// tier's transport options.
-func addUpstreams(c *caddy.Controller, t *Tier, tos []string) error {
-	hasTLS := false
-	for _, to := range tos {
-		trans, hosts, serverName, err := parseTo(to)
+// to is one upstream address of a tier, parsed.
+type to struct {
+	arg        string // as written in the Corefile
+	transport  string
+	hostport   string
+	serverName string
+}
+
+// parseTos expands the TO arguments of a tier, rejecting duplicates.
+func parseTos(c *caddy.Controller, tier string, args []string) ([]to, error) {
+	var tos []to
+	for _, arg := range args {
+		trans, hosts, serverName, err := parseTo(arg)
 		if err != nil {
-			return c.Errf("tier %q: %v", t.name, err)
+			return nil, c.Errf("tier %q: %v", tier, err)
 		}
 		for _, h := range hosts {
-			for _, u := range t.upstreams {
-				if u.addr == h && u.transport == trans {
-					return c.Errf("tier %q: upstream %s listed twice", t.name, to)
+			for _, prev := range tos {
+				if prev.hostport == h && prev.transport == trans {
+					return nil, c.Errf("tier %q: upstream %s listed twice", tier, arg)
 				}
 			}
-			u := newUpstream(h, trans, t)
-			if trans == transport.TLS {
-				hasTLS = true
-				cfg, err := tierTLSConfig(t, serverName)
-				if err != nil {
-					return c.Errf("tier %q: %s: %v", t.name, to, err)
-				}
-				u.proxy.SetTLSConfig(cfg)
-			}
-			t.upstreams = append(t.upstreams, u)
+			tos = append(tos, to{arg: arg, transport: trans, hostport: h, serverName: serverName})
 		}
+	}
+	return tos, nil
+}
+
+// addUpstreams makes the tier's upstreams, applying its transport options.
+func addUpstreams(c *caddy.Controller, t *Tier, tos []to) error {
+	hasTLS := false
+	for _, to := range tos {
+		u := newUpstream(to.hostport, to.transport, t)
+		if to.transport == transport.TLS {
+			hasTLS = true
+			cfg, err := tierTLSConfig(t, to.serverName)
+			if err != nil {
+				return c.Errf("tier %q: %s: %v", t.name, to.arg, err)
+			}
+			u.proxy.SetTLSConfig(cfg)
+		}
+		t.upstreams = append(t.upstreams, u)
 	}
 	if !hasTLS && (t.tlsConfig != nil || t.tlsServerName != "") {
 		return c.Errf("tier %q: tls options given but no upstream is tls://", t.name)
@@ -337,9 +360,11 @@ func parseTo(to string) (trans string, hosts []string, serverName string, err er
 	default:
 		return "", nil, "", fmt.Errorf("%s: transport %s:// is not supported; expected IP[:port], dns://IP[:port], tls://IP[%%name][:port] or a resolv.conf file", to, trans)
 	}
-	if trans == transport.TLS {
-		rest, serverName = splitServerName(rest)
-		if strings.Contains(to, "%") && serverName == "" {
+	if strings.Contains(rest, "%") {
+		if trans != transport.TLS {
+			return "", nil, "", fmt.Errorf("%s: a server name (%%name) is only for tls:// upstreams", to)
+		}
+		if rest, serverName = splitServerName(rest); serverName == "" {
 			return "", nil, "", fmt.Errorf("%s: empty server name after %%", to)
 		}
 	}
@@ -357,21 +382,19 @@ func parseTo(to string) (trans string, hosts []string, serverName string, err er
 	return trans, hosts, serverName, nil
 }
 
-// splitServerName splits "IP%name[:port]" into "IP[:port]" and "name".
+// splitServerName splits "IP%name[:port]" into "IP[:port]" and "name"; for
+// IPv6 both "[IP%name]:port" and "[IP]%name:port" are accepted.
 func splitServerName(s string) (host, name string) {
 	i := strings.LastIndex(s, "%")
-	if i < 0 {
-		return s, ""
-	}
 	host, name = s[:i], s[i+1:]
+	if k := strings.Index(name, "]"); k >= 0 {
+		return host + "]" + name[k+1:], name[:k]
+	}
 	if j := strings.LastIndex(name, ":"); j >= 0 {
 		host += name[j:]
 		name = name[:j]
 	}
-	if strings.HasPrefix(host, "[") && !strings.Contains(host, "]") {
-		host += "]"
-	}
-	return host, strings.TrimSuffix(name, "]")
+	return host, name
 }
 
 // checkHostPort rejects what parse.HostPortOrFile lets through: ports that

@@ -1,0 +1,672 @@
+package upstreamtier
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coredns/caddy"
+	"github.com/coredns/caddy/caddyfile"
+	"github.com/miekg/dns"
+)
+
+// setupTestFiles writes the files some stanzas refer to into a temporary
+// directory and returns a replacer for their placeholders:
+//
+//	@RESOLV@  a resolv.conf with nameservers 10.0.0.1 and 10.0.0.2
+//	@EMPTY@   a resolv.conf without any nameserver
+//	@CERT@    a self-signed certificate (PEM), usable as a CA too
+//	@KEY@     the certificate's private key (PEM)
+func setupTestFiles(t *testing.T) *strings.Replacer {
+	t.Helper()
+	dir := t.TempDir()
+
+	resolv := filepath.Join(dir, "resolv.conf")
+	if err := os.WriteFile(resolv, []byte("# test\nsearch example.org\nnameserver 10.0.0.1\nnameserver 10.0.0.2\noptions ndots:1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	empty := filepath.Join(dir, "empty.conf")
+	if err := os.WriteFile(empty, []byte("# no nameserver here\nsearch example.org\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "upstreamtier test"},
+		DNSNames:              []string{"dns.example"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert := filepath.Join(dir, "cert.pem")
+	if err := os.WriteFile(cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	return strings.NewReplacer("@RESOLV@", resolv, "@EMPTY@", empty, "@CERT@", cert, "@KEY@", keyFile)
+}
+
+func TestSetupInvalid(t *testing.T) {
+	files := setupTestFiles(t)
+	tests := []struct {
+		desc  string
+		input string
+		line  int    // line the error must name
+		want  string // substring of the error
+	}{
+		// Top-level properties.
+		{"unknown top-level property", "upstreamtier {\n tier a 1.1.1.1\n foo bar\n}", 3, `unknown property "foo"; expected one of tier, except, failover, timeout, attempt_timeout`},
+		{"no tier at all", "upstreamtier {\n timeout 2s\n}", 3, "no tier defined"},
+		{"empty block", "upstreamtier {\n}", 2, "no tier defined"},
+		{"no block", "upstreamtier", 1, "no tier defined"},
+		{"invalid FROM zone", "upstreamtier exa..mple {\n tier a 1.1.1.1\n}", 1, `FROM "exa..mple" is not a valid zone`},
+		{"except without zones", "upstreamtier {\n tier a 1.1.1.1\n except\n}", 3, "except needs at least one ZONE"},
+		{"except with an invalid zone", "upstreamtier {\n tier a 1.1.1.1\n except exa..mple\n}", 3, `ZONE "exa..mple" is not a valid zone`},
+		{"policy at the top", "upstreamtier {\n tier a 1.1.1.1\n policy random\n}", 3, "policy belongs in a tier's block"},
+		{"force_tcp at the top", "upstreamtier {\n tier a 1.1.1.1\n force_tcp\n}", 3, "force_tcp belongs in a tier's block"},
+		{"tls_servername at the top", "upstreamtier {\n tier a tls://1.1.1.1\n tls_servername x.example\n}", 3, "tls_servername belongs in a tier's block"},
+		{"timeout twice", "upstreamtier {\n tier a 1.1.1.1\n timeout 2s\n timeout 3s\n}", 4, "timeout given twice"},
+		{"failover twice", "upstreamtier {\n tier a 1.1.1.1\n failover SERVFAIL\n failover REFUSED\n}", 4, "failover given twice"},
+		{"except twice", "upstreamtier {\n tier a 1.1.1.1\n except a.example\n except b.example\n}", 4, "except given twice"},
+		{"two stanzas in one server block", "upstreamtier {\n tier a 1.1.1.1\n}\nupstreamtier {\n tier b 1.1.1.1\n}", 4, "only one upstreamtier stanza per server block"},
+
+		// Durations.
+		{"timeout not a duration", "upstreamtier {\n tier a 1.1.1.1\n timeout abc\n}", 3, `timeout: "abc" is not a duration`},
+		{"timeout negative", "upstreamtier {\n tier a 1.1.1.1\n timeout -1s\n}", 3, "timeout must be positive, got -1s"},
+		{"attempt_timeout zero", "upstreamtier {\n tier a 1.1.1.1\n attempt_timeout 0s\n}", 3, "attempt_timeout must be positive, got 0s"},
+		{"timeout missing duration", "upstreamtier {\n tier a 1.1.1.1\n timeout\n}", 3, "timeout needs one DURATION"},
+		{"timeout two durations", "upstreamtier {\n tier a 1.1.1.1\n timeout 1s 2s\n}", 3, "timeout needs one DURATION"},
+		{"attempt_timeout missing duration", "upstreamtier {\n tier a 1.1.1.1\n attempt_timeout\n}", 3, "attempt_timeout needs one DURATION"},
+		// A check across properties: reported at the end of the block.
+		{"attempt_timeout longer than timeout", "upstreamtier {\n tier a 1.1.1.1\n timeout 2s\n attempt_timeout 3s\n}", 5, "attempt_timeout 3s is longer than timeout 2s"},
+		{"attempt_timeout longer than default timeout", "upstreamtier {\n tier a 1.1.1.1\n attempt_timeout 5s\n}", 4, "attempt_timeout 5s is longer than timeout 4s"},
+
+		// Failover.
+		{"failover unknown rcode", "upstreamtier {\n tier a 1.1.1.1\n failover SERVFAIL BOGUS\n}", 3, `failover: "BOGUS" is not an rcode`},
+		{"failover NOERROR", "upstreamtier {\n tier a 1.1.1.1\n failover SERVFAIL NOERROR\n}", 3, "failover: NOERROR is an answer, not a failure"},
+		{"failover noerror lower case", "upstreamtier {\n tier a 1.1.1.1\n failover noerror\n}", 3, "failover: NOERROR is an answer, not a failure"},
+		{"failover without rcodes", "upstreamtier {\n tier a 1.1.1.1\n failover\n}", 3, "failover needs at least one RCODE"},
+
+		// The tier line.
+		{"tier with a name only", "upstreamtier {\n tier a\n}", 2, "tier needs a NAME and at least one upstream"},
+		{"tier without arguments", "upstreamtier {\n tier\n}", 2, "tier needs a NAME and at least one upstream"},
+		{"tier with a name and a block only", "upstreamtier {\n tier a {\n  policy random\n }\n}", 2, "tier needs a NAME and at least one upstream"},
+		{"tier name is an IP", "upstreamtier {\n tier 1.1.1.1 8.8.8.8\n}", 2, `tier name "1.1.1.1" is not valid`},
+		{"tier name starts with a digit", "upstreamtier {\n tier 1site 1.1.1.1\n}", 2, `tier name "1site" is not valid`},
+		{"tier name with a dot", "upstreamtier {\n tier si.te 1.1.1.1\n}", 2, `tier name "si.te" is not valid`},
+		{"tier name is a transport URL", "upstreamtier {\n tier tls://1.1.1.1 8.8.8.8\n}", 2, `tier name "tls://1.1.1.1" is not valid`},
+		{"duplicate tier name", "upstreamtier {\n tier a 1.1.1.1\n tier b 8.8.8.8\n tier a 9.9.9.9\n}", 4, `tier "a" defined twice`},
+		{"duplicate tier name after a block", "upstreamtier {\n tier a 1.1.1.1 {\n  policy sequential\n }\n tier a 9.9.9.9\n}", 5, `tier "a" defined twice`},
+
+		// Upstreams.
+		{"not an IP", "upstreamtier {\n tier a not-an-ip\n}", 2, `tier "a": not-an-ip: not an IP address or file "not-an-ip"`},
+		{"not an IP, tier with a block", "upstreamtier {\n tier a not-an-ip {\n  policy random\n }\n}", 2, `not an IP address or file "not-an-ip"`},
+		{"duplicate upstream, tier with a block", "upstreamtier {\n tier a 1.1.1.1 1.1.1.1:53 {\n  policy random\n }\n}", 2, `upstream 1.1.1.1:53 listed twice`},
+		{"server name without tls://", "upstreamtier {\n tier a 1.1.1.1%cloudflare-dns.com\n}", 2, `a server name (%name) is only for tls:// upstreams`},
+		{"server name with dns://", "upstreamtier {\n tier a dns://1.1.1.1%x:53\n}", 2, `only for tls:// upstreams`},
+		{"IPv4 out of range", "upstreamtier {\n tier a 300.1.1.1\n}", 2, `not an IP address or file "300.1.1.1"`},
+		{"garbage after the upstreams", "upstreamtier {\n tier a 1.1.1.1 8.8.8.8 garbage\n}", 2, `tier "a": garbage: not an IP address or file "garbage"`},
+		{"port zero", "upstreamtier {\n tier a 1.1.1.1:0\n}", 2, `port "0" is not a number between 1 and 65535`},
+		{"port too large", "upstreamtier {\n tier a 1.1.1.1:99999\n}", 2, `port "99999" is not a number between 1 and 65535`},
+		{"port not a number", "upstreamtier {\n tier a 1.1.1.1:abc\n}", 2, `port "abc" is not a number between 1 and 65535`},
+		{"tls port too large", "upstreamtier {\n tier a tls://1.1.1.1%one.one.one.one:70000\n}", 2, `port "70000" is not a number between 1 and 65535`},
+		{"https transport", "upstreamtier {\n tier a https://1.1.1.1\n}", 2, "transport https:// is not supported"},
+		{"quic transport", "upstreamtier {\n tier a quic://1.1.1.1\n}", 2, "transport quic:// is not supported"},
+		{"grpc transport", "upstreamtier {\n tier a grpc://1.1.1.1\n}", 2, "transport grpc:// is not supported"},
+		{"unix transport", "upstreamtier {\n tier a unix:///run/dns.sock\n}", 2, "transport unix:// is not supported"},
+		{"missing resolv.conf", "upstreamtier {\n tier a /nonexistent/resolv.conf\n}", 2, `failed to open file "/nonexistent/resolv.conf"`},
+		{"resolv.conf without nameservers", "upstreamtier {\n tier a @EMPTY@\n}", 2, "no nameservers found"},
+		{"empty server name", "upstreamtier {\n tier a tls://1.1.1.1%\n}", 2, "tls://1.1.1.1%: empty server name after %"},
+		{"empty server name before a port", "upstreamtier {\n tier a tls://1.1.1.1%:853\n}", 2, "empty server name after %"},
+		{"duplicate upstream", "upstreamtier {\n tier a 1.1.1.1 8.8.8.8 1.1.1.1:53\n}", 2, `tier "a": upstream 1.1.1.1:53 listed twice`},
+		{"duplicate upstream with dns://", "upstreamtier {\n tier a 1.1.1.1 dns://1.1.1.1\n}", 2, "upstream dns://1.1.1.1 listed twice"},
+		{"duplicate tls upstream", "upstreamtier {\n tier a tls://1.1.1.1%a.example tls://1.1.1.1:853\n}", 2, "upstream tls://1.1.1.1:853 listed twice"},
+		{"duplicate upstream from resolv.conf", "upstreamtier {\n tier a 10.0.0.2 @RESOLV@\n}", 2, "listed twice"},
+
+		// The tier block.
+		{"unknown tier property", "upstreamtier {\n tier a 1.1.1.1 {\n  foo\n }\n}", 3, `tier "a": unknown property "foo"; expected one of policy, except, tls, tls_servername, force_tcp, prefer_udp`},
+		{"unknown policy", "upstreamtier {\n tier a 1.1.1.1 {\n  policy fastest\n }\n}", 3, `unknown policy "fastest"; expected random, round_robin or sequential`},
+		{"policy without argument", "upstreamtier {\n tier a 1.1.1.1 {\n  policy\n }\n}", 3, "policy needs one of random, round_robin, sequential"},
+		{"policy with two arguments", "upstreamtier {\n tier a 1.1.1.1 {\n  policy random sequential\n }\n}", 3, "policy needs one of random, round_robin, sequential"},
+		{"policy twice", "upstreamtier {\n tier a 1.1.1.1 {\n  policy random\n  policy sequential\n }\n}", 4, `tier "a": policy given twice`},
+		{"except without zones in a tier", "upstreamtier {\n tier a 1.1.1.1 {\n  except\n }\n}", 3, "except needs at least one ZONE"},
+		{"timeout in a tier", "upstreamtier {\n tier a 1.1.1.1 {\n  timeout 2s\n }\n}", 3, `timeout belongs at the top of the upstreamtier block, not in tier "a"`},
+		{"failover in a tier", "upstreamtier {\n tier a 1.1.1.1 {\n  failover SERVFAIL\n }\n}", 3, `failover belongs at the top of the upstreamtier block, not in tier "a"`},
+		{"tier in a tier", "upstreamtier {\n tier a 1.1.1.1 {\n  tier b 8.8.8.8\n }\n}", 3, `tier belongs at the top of the upstreamtier block, not in tier "a"`},
+		{"force_tcp with an argument", "upstreamtier {\n tier a 1.1.1.1 {\n  force_tcp yes\n }\n}", 3, "force_tcp takes no arguments"},
+		{"prefer_udp with an argument", "upstreamtier {\n tier a 1.1.1.1 {\n  prefer_udp yes\n }\n}", 3, "prefer_udp takes no arguments"},
+		{"force_tcp and prefer_udp", "upstreamtier {\n tier a 1.1.1.1 {\n  force_tcp\n  prefer_udp\n }\n}", 4, `tier "a": force_tcp and prefer_udp contradict each other`},
+		{"tls with four arguments", "upstreamtier {\n tier a tls://1.1.1.1 {\n  tls a b c d\n }\n}", 3, "tls takes at most CERT KEY CA"},
+		{"tls with a missing certificate", "upstreamtier {\n tier a tls://1.1.1.1 {\n  tls /nonexistent/cert.pem /nonexistent/key.pem\n }\n}", 3, "tls: could not load TLS cert"},
+		{"tls with a missing CA", "upstreamtier {\n tier a tls://1.1.1.1 {\n  tls /nonexistent/ca.pem\n }\n}", 3, "tls: error reading /nonexistent/ca.pem"},
+		{"tls_servername without a name", "upstreamtier {\n tier a tls://1.1.1.1 {\n  tls_servername\n }\n}", 3, "tls_servername needs one NAME"},
+		{"tls_servername with two names", "upstreamtier {\n tier a tls://1.1.1.1 {\n  tls_servername a.example b.example\n }\n}", 3, "tls_servername needs one NAME"},
+		{"unclosed tier block", "upstreamtier {\n tier a 1.1.1.1 {\n  policy random\n", 3, `tier "a": block is not closed with '}'`},
+		{"unclosed empty tier block", "upstreamtier {\n tier a 1.1.1.1 {", 2, `tier "a": block is not closed with '}'`},
+		// Checks across the tier line and its block: reported at the
+		// block's closing brace, the message names the tier.
+		{"tls options on a tier without tls://", "upstreamtier {\n tier a 1.1.1.1 8.8.8.8 {\n  tls\n }\n}", 4, `tier "a": tls options given but no upstream is tls://`},
+		{"tls_servername on a tier without tls://", "upstreamtier {\n tier a 1.1.1.1 {\n  tls_servername one.one.one.one\n }\n}", 4, `tier "a": tls options given but no upstream is tls://`},
+		{"tls_servername and %name on one upstream", "upstreamtier {\n tier a tls://1.1.1.1%a.example {\n  tls_servername b.example\n }\n}", 4, "tls://1.1.1.1%a.example: server name given twice: %a.example and tls_servername b.example"},
+	}
+
+	for i, tc := range tests {
+		t.Run(fmt.Sprintf("%02d %s", i, tc.desc), func(t *testing.T) {
+			input := files.Replace(tc.input)
+			c := caddy.NewTestController("dns", input)
+			err := setup(c)
+			if err == nil {
+				t.Fatalf("expected an error, got none for input:\n%s", input)
+			}
+			msg := err.Error()
+			if !strings.Contains(msg, "plugin/upstreamtier") {
+				t.Errorf("error %q does not name the plugin", msg)
+			}
+			if marker := fmt.Sprintf("Testfile:%d - ", tc.line); !strings.Contains(msg, marker) {
+				t.Errorf("error %q does not name line %d (%q)", msg, tc.line, marker)
+			}
+			if !strings.Contains(msg, tc.want) {
+				t.Errorf("error %q does not contain %q", msg, tc.want)
+			}
+		})
+	}
+}
+
+type setupTierWant struct {
+	name      string
+	addrs     []string          // u.Addr(), in order
+	sn        map[string]string // TLS ServerName by u.Addr(); every tls:// upstream must be listed
+	policy    string            // "" means the default, random
+	except    []string
+	forceTCP  bool
+	preferUDP bool
+	rootCAs   bool // the tier's tls option gave a CA
+	certs     int  // client certificates in the tier's TLS config
+}
+
+func TestSetupValid(t *testing.T) {
+	files := setupTestFiles(t)
+	tests := []struct {
+		desc     string
+		input    string
+		keys     []string // server block keys
+		from     []string
+		except   []string
+		failover []int         // nil means the default, SERVFAIL REFUSED
+		timeout  time.Duration // 0 means the default, 4s
+		attempt  time.Duration // 0 means the default, 1s
+		tiers    []setupTierWant
+	}{
+		{
+			desc:  "minimal",
+			input: "upstreamtier {\n tier a 1.1.1.1\n}",
+			tiers: []setupTierWant{{name: "a", addrs: []string{"1.1.1.1:53"}}},
+		},
+		{
+			desc:  "three tiers keep their order",
+			input: "upstreamtier {\n tier site 10.0.0.53 10.0.1.53:5353\n tier isp 192.0.2.1\n tier public 9.9.9.9 149.112.112.112\n}",
+			tiers: []setupTierWant{
+				{name: "site", addrs: []string{"10.0.0.53:53", "10.0.1.53:5353"}},
+				{name: "isp", addrs: []string{"192.0.2.1:53"}},
+				{name: "public", addrs: []string{"9.9.9.9:53", "149.112.112.112:53"}},
+			},
+		},
+		{
+			desc:  "four tiers with names using - and _",
+			input: "upstreamtier {\n tier site-1 10.0.0.1\n tier Site_2 10.0.0.2\n tier isp 192.0.2.1\n tier z 192.0.2.2\n}",
+			tiers: []setupTierWant{
+				{name: "site-1", addrs: []string{"10.0.0.1:53"}},
+				{name: "Site_2", addrs: []string{"10.0.0.2:53"}},
+				{name: "isp", addrs: []string{"192.0.2.1:53"}},
+				{name: "z", addrs: []string{"192.0.2.2:53"}},
+			},
+		},
+		{
+			desc:  "resolv.conf expands to its nameservers",
+			input: "upstreamtier {\n tier site 192.0.2.1\n tier isp @RESOLV@\n}",
+			tiers: []setupTierWant{
+				{name: "site", addrs: []string{"192.0.2.1:53"}},
+				{name: "isp", addrs: []string{"10.0.0.1:53", "10.0.0.2:53"}},
+			},
+		},
+		{
+			desc:  "resolv.conf mixed with addresses",
+			input: "upstreamtier {\n tier a 192.0.2.1 @RESOLV@ 192.0.2.2:5300\n}",
+			tiers: []setupTierWant{{name: "a", addrs: []string{"192.0.2.1:53", "10.0.0.1:53", "10.0.0.2:53", "192.0.2.2:5300"}}},
+		},
+		{
+			desc:  "dns:// prefix",
+			input: "upstreamtier {\n tier a dns://1.1.1.1 dns://8.8.8.8:5353\n}",
+			tiers: []setupTierWant{{name: "a", addrs: []string{"1.1.1.1:53", "8.8.8.8:5353"}}},
+		},
+		{
+			desc:  "IPv6",
+			input: "upstreamtier {\n tier a [::1]:53 [2001:db8::1] 2001:db8::2 dns://[2001:db8::3]:5353\n}",
+			tiers: []setupTierWant{{name: "a", addrs: []string{"[::1]:53", "[2001:db8::1]:53", "[2001:db8::2]:53", "[2001:db8::3]:5353"}}},
+		},
+		{
+			desc:  "tls with server name, default port 853",
+			input: "upstreamtier {\n tier public tls://1.1.1.1%cloudflare-dns.com tls://9.9.9.9%dns.quad9.net\n}",
+			tiers: []setupTierWant{{
+				name:  "public",
+				addrs: []string{"tls://1.1.1.1:853", "tls://9.9.9.9:853"},
+				sn:    map[string]string{"tls://1.1.1.1:853": "cloudflare-dns.com", "tls://9.9.9.9:853": "dns.quad9.net"},
+			}},
+		},
+		{
+			desc:  "tls with server name and port",
+			input: "upstreamtier {\n tier public tls://1.1.1.1%name.example:8853\n}",
+			tiers: []setupTierWant{{
+				name:  "public",
+				addrs: []string{"tls://1.1.1.1:8853"},
+				sn:    map[string]string{"tls://1.1.1.1:8853": "name.example"},
+			}},
+		},
+		{
+			desc:  "tls with IPv6, server name and port",
+			input: "upstreamtier {\n tier public tls://[2606:4700::1111]%cloudflare-dns.com:8853 tls://[2606:4700::1001]%cloudflare-dns.com\n}",
+			tiers: []setupTierWant{{
+				name:  "public",
+				addrs: []string{"tls://[2606:4700::1111]:8853", "tls://[2606:4700::1001]:853"},
+				sn:    map[string]string{"tls://[2606:4700::1111]:8853": "cloudflare-dns.com", "tls://[2606:4700::1001]:853": "cloudflare-dns.com"},
+			}},
+		},
+		{
+			desc:  "tls with IPv6, server name inside the brackets",
+			input: "upstreamtier {\n tier public tls://[2606:4700::1111%cloudflare-dns.com]:8853 tls://[2606:4700::1001%cloudflare-dns.com]\n}",
+			tiers: []setupTierWant{{
+				name:  "public",
+				addrs: []string{"tls://[2606:4700::1111]:8853", "tls://[2606:4700::1001]:853"},
+				sn:    map[string]string{"tls://[2606:4700::1111]:8853": "cloudflare-dns.com", "tls://[2606:4700::1001]:853": "cloudflare-dns.com"},
+			}},
+		},
+		{
+			desc:  "tier-level tls_servername",
+			input: "upstreamtier {\n tier public tls://1.1.1.1 tls://1.0.0.1:8853 {\n  tls_servername cloudflare-dns.com\n }\n}",
+			tiers: []setupTierWant{{
+				name:  "public",
+				addrs: []string{"tls://1.1.1.1:853", "tls://1.0.0.1:8853"},
+				sn:    map[string]string{"tls://1.1.1.1:853": "cloudflare-dns.com", "tls://1.0.0.1:8853": "cloudflare-dns.com"},
+			}},
+		},
+		{
+			desc:  "tls without server name, mixed with plain DNS to the same IP",
+			input: "upstreamtier {\n tier a 1.1.1.1 tls://1.1.1.1\n}",
+			tiers: []setupTierWant{{
+				name:  "a",
+				addrs: []string{"1.1.1.1:53", "tls://1.1.1.1:853"},
+				sn:    map[string]string{"tls://1.1.1.1:853": ""},
+			}},
+		},
+		{
+			desc:  "tls with a CA, client certificate and key",
+			input: "upstreamtier {\n tier a tls://192.0.2.1%dns.example {\n  tls @CERT@ @KEY@ @CERT@\n }\n tier b tls://192.0.2.2 {\n  tls @CERT@\n  tls_servername dns.example\n }\n tier c tls://192.0.2.3%dns.example {\n  tls\n }\n}",
+			tiers: []setupTierWant{
+				{name: "a", addrs: []string{"tls://192.0.2.1:853"}, sn: map[string]string{"tls://192.0.2.1:853": "dns.example"}, rootCAs: true, certs: 1},
+				{name: "b", addrs: []string{"tls://192.0.2.2:853"}, sn: map[string]string{"tls://192.0.2.2:853": "dns.example"}, rootCAs: true},
+				{name: "c", addrs: []string{"tls://192.0.2.3:853"}, sn: map[string]string{"tls://192.0.2.3:853": "dns.example"}},
+			},
+		},
+		{
+			desc:  "FROM zones given",
+			input: "upstreamtier example.org example.net {\n tier a 1.1.1.1\n}",
+			from:  []string{"example.org.", "example.net."},
+			tiers: []setupTierWant{{name: "a", addrs: []string{"1.1.1.1:53"}}},
+		},
+		{
+			desc:  "FROM defaults to the server block keys",
+			input: "upstreamtier {\n tier a 1.1.1.1\n}",
+			keys:  []string{"example.com."},
+			from:  []string{"example.com."},
+			tiers: []setupTierWant{{name: "a", addrs: []string{"1.1.1.1:53"}}},
+		},
+		{
+			desc:  "FROM zones override the server block keys",
+			input: "upstreamtier example.org {\n tier a 1.1.1.1\n}",
+			keys:  []string{"example.com."},
+			from:  []string{"example.org."},
+			tiers: []setupTierWant{{name: "a", addrs: []string{"1.1.1.1:53"}}},
+		},
+		{
+			desc:     "failover in lower case, top-level except",
+			input:    "upstreamtier . {\n tier a 1.1.1.1\n failover nxdomain servfail\n except corp.example Internal.Example.\n}",
+			from:     []string{"."},
+			except:   []string{"corp.example.", "internal.example."},
+			failover: []int{dns.RcodeNameError, dns.RcodeServerFailure},
+			tiers:    []setupTierWant{{name: "a", addrs: []string{"1.1.1.1:53"}}},
+		},
+		{
+			desc:     "failover REFUSED only",
+			input:    "upstreamtier {\n tier a 1.1.1.1\n failover REFUSED\n}",
+			failover: []int{dns.RcodeRefused},
+			tiers:    []setupTierWant{{name: "a", addrs: []string{"1.1.1.1:53"}}},
+		},
+		{
+			desc:  "policy random",
+			input: "upstreamtier {\n tier a 1.1.1.1 8.8.8.8 {\n  policy random\n }\n}",
+			tiers: []setupTierWant{{name: "a", addrs: []string{"1.1.1.1:53", "8.8.8.8:53"}, policy: "random"}},
+		},
+		{
+			desc:  "policy round_robin",
+			input: "upstreamtier {\n tier a 1.1.1.1 8.8.8.8 {\n  policy round_robin\n }\n}",
+			tiers: []setupTierWant{{name: "a", addrs: []string{"1.1.1.1:53", "8.8.8.8:53"}, policy: "round_robin"}},
+		},
+		{
+			desc:  "policy sequential",
+			input: "upstreamtier {\n tier a 1.1.1.1 8.8.8.8 {\n  policy sequential\n }\n}",
+			tiers: []setupTierWant{{name: "a", addrs: []string{"1.1.1.1:53", "8.8.8.8:53"}, policy: "sequential"}},
+		},
+		{
+			desc:  "empty tier block",
+			input: "upstreamtier {\n tier a 1.1.1.1 {\n }\n tier b 8.8.8.8\n}",
+			tiers: []setupTierWant{{name: "a", addrs: []string{"1.1.1.1:53"}}, {name: "b", addrs: []string{"8.8.8.8:53"}}},
+		},
+		{
+			desc:  "force_tcp and prefer_udp in different tiers, tier except",
+			input: "upstreamtier {\n tier a 1.1.1.1 {\n  force_tcp\n  except corp.example\n }\n tier b 8.8.8.8 {\n  prefer_udp\n  except corp.example other.example\n }\n}",
+			tiers: []setupTierWant{
+				{name: "a", addrs: []string{"1.1.1.1:53"}, forceTCP: true, except: []string{"corp.example."}},
+				{name: "b", addrs: []string{"8.8.8.8:53"}, preferUDP: true, except: []string{"corp.example.", "other.example."}},
+			},
+		},
+		{
+			desc:    "timeouts",
+			input:   "upstreamtier {\n tier a 1.1.1.1\n attempt_timeout 300ms\n timeout 2s\n}",
+			timeout: 2 * time.Second,
+			attempt: 300 * time.Millisecond,
+			tiers:   []setupTierWant{{name: "a", addrs: []string{"1.1.1.1:53"}}},
+		},
+		{
+			desc:    "attempt_timeout equal to timeout",
+			input:   "upstreamtier {\n timeout 1500ms\n attempt_timeout 1.5s\n tier a 1.1.1.1\n}",
+			timeout: 1500 * time.Millisecond,
+			attempt: 1500 * time.Millisecond,
+			tiers:   []setupTierWant{{name: "a", addrs: []string{"1.1.1.1:53"}}},
+		},
+		{
+			desc:  "same upstream in two tiers",
+			input: "upstreamtier {\n tier a 1.1.1.1\n tier b 1.1.1.1 8.8.8.8\n}",
+			tiers: []setupTierWant{{name: "a", addrs: []string{"1.1.1.1:53"}}, {name: "b", addrs: []string{"1.1.1.1:53", "8.8.8.8:53"}}},
+		},
+		{
+			desc: "everything",
+			input: `upstreamtier example.org {
+    except corp.example.org
+    failover SERVFAIL REFUSED NXDOMAIN
+    timeout 3s
+    attempt_timeout 800ms
+    tier site 10.0.0.53 10.0.1.53 {
+        policy round_robin
+    }
+    tier isp @RESOLV@ {
+        except secret.example.org
+        force_tcp
+    }
+    tier public tls://1.1.1.1%cloudflare-dns.com tls://9.9.9.9%dns.quad9.net {
+        policy sequential
+        except secret.example.org
+    }
+}`,
+			from:     []string{"example.org."},
+			except:   []string{"corp.example.org."},
+			failover: []int{dns.RcodeServerFailure, dns.RcodeRefused, dns.RcodeNameError},
+			timeout:  3 * time.Second,
+			attempt:  800 * time.Millisecond,
+			tiers: []setupTierWant{
+				{name: "site", addrs: []string{"10.0.0.53:53", "10.0.1.53:53"}, policy: "round_robin"},
+				{name: "isp", addrs: []string{"10.0.0.1:53", "10.0.0.2:53"}, except: []string{"secret.example.org."}, forceTCP: true},
+				{
+					name:   "public",
+					addrs:  []string{"tls://1.1.1.1:853", "tls://9.9.9.9:853"},
+					sn:     map[string]string{"tls://1.1.1.1:853": "cloudflare-dns.com", "tls://9.9.9.9:853": "dns.quad9.net"},
+					policy: "sequential",
+					except: []string{"secret.example.org."},
+				},
+			},
+		},
+	}
+
+	for i, tc := range tests {
+		t.Run(fmt.Sprintf("%02d %s", i, tc.desc), func(t *testing.T) {
+			input := files.Replace(tc.input)
+			c := caddy.NewTestController("dns", input)
+			c.ServerBlockKeys = tc.keys
+			ut, err := parseUpstreamTier(c)
+			if err != nil {
+				t.Fatalf("unexpected error: %v\ninput:\n%s", err, input)
+			}
+			if ut == nil {
+				t.Fatal("no error, but no UpstreamTier either")
+			}
+			defer func() {
+				if err := ut.OnShutdown(); err != nil {
+					t.Errorf("OnShutdown: %v", err)
+				}
+			}()
+			if err := ut.OnStartup(); err != nil {
+				t.Fatalf("OnStartup: %v", err)
+			}
+
+			if !setupSameStrings(ut.from, tc.from) {
+				t.Errorf("from = %q, want %q", ut.from, tc.from)
+			}
+			if !setupSameStrings(ut.except, tc.except) {
+				t.Errorf("except = %q, want %q", ut.except, tc.except)
+			}
+			wantFailover := tc.failover
+			if wantFailover == nil {
+				wantFailover = []int{dns.RcodeServerFailure, dns.RcodeRefused}
+			}
+			if got, want := setupRcodeNames(ut.failover), setupRcodeNames(rcodeSet(wantFailover)); got != want {
+				t.Errorf("failover = %s, want %s", got, want)
+			}
+			wantTimeout, wantAttempt := tc.timeout, tc.attempt
+			if wantTimeout == 0 {
+				wantTimeout = 4 * time.Second
+			}
+			if wantAttempt == 0 {
+				wantAttempt = 1 * time.Second
+			}
+			if ut.timeout != wantTimeout {
+				t.Errorf("timeout = %s, want %s", ut.timeout, wantTimeout)
+			}
+			if ut.attemptTimeout != wantAttempt {
+				t.Errorf("attempt_timeout = %s, want %s", ut.attemptTimeout, wantAttempt)
+			}
+
+			if len(ut.tiers) != len(tc.tiers) {
+				t.Fatalf("got %d tiers %q, want %d", len(ut.tiers), setupTierNames(ut.tiers), len(tc.tiers))
+			}
+			for j, want := range tc.tiers {
+				setupCheckTier(t, ut.tiers[j], want)
+			}
+		})
+	}
+}
+
+func setupCheckTier(t *testing.T, tr *Tier, want setupTierWant) {
+	t.Helper()
+	if tr.Name() != want.name {
+		t.Errorf("tier name = %q, want %q", tr.Name(), want.name)
+	}
+	var addrs []string
+	for _, u := range tr.upstreams {
+		addrs = append(addrs, u.Addr())
+		if u.tier != tr {
+			t.Errorf("tier %q: upstream %s does not point back to its tier", want.name, u.Addr())
+		}
+	}
+	if !setupSameStrings(addrs, want.addrs) {
+		t.Errorf("tier %q: upstreams = %q, want %q", want.name, addrs, want.addrs)
+	}
+	wantPolicy := want.policy
+	if wantPolicy == "" {
+		wantPolicy = "random"
+	}
+	if tr.policy == nil || tr.policy.String() != wantPolicy {
+		t.Errorf("tier %q: policy = %v, want %s", want.name, tr.policy, wantPolicy)
+	}
+	if !setupSameStrings(tr.except, want.except) {
+		t.Errorf("tier %q: except = %q, want %q", want.name, tr.except, want.except)
+	}
+	if tr.opts.ForceTCP != want.forceTCP {
+		t.Errorf("tier %q: force_tcp = %t, want %t", want.name, tr.opts.ForceTCP, want.forceTCP)
+	}
+	if tr.opts.PreferUDP != want.preferUDP {
+		t.Errorf("tier %q: prefer_udp = %t, want %t", want.name, tr.opts.PreferUDP, want.preferUDP)
+	}
+
+	for _, u := range tr.upstreams {
+		cfg := u.proxy.GetTransport().GetTLSConfig()
+		sn, isTLS := want.sn[u.Addr()]
+		if !strings.HasPrefix(u.Addr(), "tls://") {
+			if isTLS {
+				t.Errorf("tier %q: %s has a server name in the test but is not tls://", want.name, u.Addr())
+			}
+			if cfg != nil {
+				t.Errorf("tier %q: plain DNS upstream %s has a TLS config", want.name, u.Addr())
+			}
+			continue
+		}
+		if !isTLS {
+			t.Errorf("tier %q: tls upstream %s is missing from the test's server names", want.name, u.Addr())
+		}
+		if cfg == nil {
+			t.Errorf("tier %q: tls upstream %s has no TLS config", want.name, u.Addr())
+			continue
+		}
+		if cfg.ServerName != sn {
+			t.Errorf("tier %q: %s ServerName = %q, want %q", want.name, u.Addr(), cfg.ServerName, sn)
+		}
+		if cfg.InsecureSkipVerify {
+			t.Errorf("tier %q: %s skips certificate verification", want.name, u.Addr())
+		}
+		if (cfg.RootCAs != nil) != want.rootCAs {
+			t.Errorf("tier %q: %s has RootCAs %t, want %t", want.name, u.Addr(), cfg.RootCAs != nil, want.rootCAs)
+		}
+		if len(cfg.Certificates) != want.certs {
+			t.Errorf("tier %q: %s has %d client certificates, want %d", want.name, u.Addr(), len(cfg.Certificates), want.certs)
+		}
+	}
+}
+
+// TestSetupErrorNamesLine checks that a configuration error points at the
+// offending line, both through a test controller and the way the coredns
+// binary reads a Corefile: the caddyfile parser splits the file into server
+// blocks and hands the directive's tokens, with their line in the file, to
+// setup.
+func TestSetupErrorNamesLine(t *testing.T) {
+	input := "upstreamtier {\n tier site 10.0.0.53\n tier isp 192.0.2.1\n timeout abc\n}"
+	err := setup(caddy.NewTestController("dns", input))
+	if err == nil {
+		t.Fatal("expected an error")
+	}
+	if want := `plugin/upstreamtier: Testfile:4 - Error during parsing: timeout: "abc" is not a duration`; !strings.HasPrefix(err.Error(), want) {
+		t.Errorf("error = %q, want it to start with %q", err, want)
+	}
+
+	tests := []struct {
+		corefile string
+		want     string
+	}{
+		{
+			corefile: ". {\n    errors\n    upstreamtier {\n        tier site 10.0.0.53\n        tier isp 192.0.2.1 {\n            policy fastest\n        }\n    }\n}\n",
+			want:     `plugin/upstreamtier: Corefile:6 - Error during parsing: unknown policy "fastest"`,
+		},
+		{
+			corefile: "# comment\n\nexample.org {\n    upstreamtier {\n        tier site 10.0.0.53\n    }\n}\n\n. {\n    upstreamtier {\n        tier site 10.0.0.53\n        tier isp 192.0.2.1:99999\n    }\n}\n",
+			want:     `plugin/upstreamtier: Corefile:12 - Error during parsing: tier "isp": 192.0.2.1:99999: port "99999"`,
+		},
+		{
+			corefile: ". {\n    upstreamtier {\n        tier site 10.0.0.53\n    }\n    errors\n    upstreamtier {\n        tier isp 192.0.2.1\n    }\n}\n",
+			want:     "plugin/upstreamtier: Corefile:6 - Error during parsing: only one upstreamtier stanza per server block",
+		},
+		{
+			// The tier block is not closed: the caddyfile parser takes the
+			// tier's brace for the stanza's and the server block's for its
+			// own, so the next directive becomes a property of the stanza,
+			// which names it.
+			corefile: ". {\n    upstreamtier {\n        tier site 10.0.0.53 {\n            policy random\n    }\n    errors\n}\n",
+			want:     `plugin/upstreamtier: Corefile:6 - Error during parsing: unknown property "errors"`,
+		},
+	}
+	for i, tc := range tests {
+		blocks, err := caddyfile.Parse("Corefile", strings.NewReader(tc.corefile), []string{"errors", "upstreamtier"})
+		if err != nil {
+			t.Fatalf("Test %d: caddyfile.Parse: %v", i, err)
+		}
+		var got []string
+		for _, b := range blocks {
+			c := caddy.NewTestController("dns", "")
+			c.Dispenser = caddyfile.NewDispenserTokens("Corefile", b.Tokens["upstreamtier"])
+			c.ServerBlockKeys = b.Keys
+			if err := setup(c); err != nil {
+				got = append(got, err.Error())
+			}
+		}
+		if len(got) != 1 || !strings.HasPrefix(got[0], tc.want) {
+			t.Errorf("Test %d: errors = %q, want one starting with %q", i, got, tc.want)
+		}
+	}
+}
+
+func setupSameStrings(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func setupRcodeNames(set map[int]bool) string {
+	var names []string
+	for rc, on := range set {
+		if on {
+			names = append(names, dns.RcodeToString[rc])
+		}
+	}
+	sort.Strings(names)
+	return strings.Join(names, " ")
+}
+
+func setupTierNames(tiers []*Tier) []string {
+	var names []string
+	for _, t := range tiers {
+		names = append(names, t.Name())
+	}
+	return names
+}
