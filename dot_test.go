@@ -110,7 +110,7 @@ func TestDoT(t *testing.T) {
 			stanza := "upstreamtier {\n" + fmt.Sprintf(tc.tier, addr, caFile) + "\n tier fallback %s\n attempt_timeout 1s\n}"
 			ut := newPlugin(t, stanza, fallback)
 
-			q := newQuery("www.example.org", dns.TypeA)
+			q := newClientQuery("www.example.org", dns.TypeA)
 			m, err := serve(t, ut, q, false)
 			if err != nil {
 				t.Fatal(err)

@@ -56,8 +56,8 @@ func newPlugin(t *testing.T, stanza string, servers ...*faultdns.Server) *Upstre
 
 var errNextCalled = fmt.Errorf("next plugin called")
 
-// newQuery returns an A query with EDNS0, as dig sends.
-func newQuery(name string, qtype uint16) *dns.Msg {
+// newClientQuery returns an A query with EDNS0, as dig sends.
+func newClientQuery(name string, qtype uint16) *dns.Msg {
 	m := new(dns.Msg)
 	m.SetQuestion(dns.Fqdn(name), qtype)
 	m.SetEdns0(1232, false)

@@ -26,13 +26,17 @@ import (
 const (
 	defaultTimeout        = 4 * time.Second
 	defaultAttemptTimeout = 1 * time.Second
+	defaultInterval       = 500 * time.Millisecond
+	defaultFall           = 2
+	defaultRise           = 2
+	defaultMaxHedges      = 100
 )
 
 // defaultFailover are the rcodes that mean "this upstream cannot answer".
 var defaultFailover = []int{dns.RcodeServerFailure, dns.RcodeRefused}
 
 const (
-	topProperties  = "tier, except, failover, timeout, attempt_timeout"
+	topProperties  = "tier, except, failover, timeout, attempt_timeout, hedge, health_check, fall, rise, all_down"
 	tierProperties = "policy, except, tls, tls_servername, force_tcp, prefer_udp"
 )
 
@@ -62,13 +66,16 @@ func (ut *UpstreamTier) OnStartup() error {
 	return nil
 }
 
-// OnShutdown closes the upstreams' connection pools.
+// OnShutdown stops the probes and closes the upstreams' connection pools.
 func (ut *UpstreamTier) OnShutdown() error {
-	for _, t := range ut.tiers {
-		for _, u := range t.upstreams {
-			u.stop()
+	ut.shutdown.Do(func() {
+		ut.hc.shutdown()
+		for _, t := range ut.tiers {
+			for _, u := range t.upstreams {
+				u.stop()
+			}
 		}
-	}
+	})
 	return nil
 }
 
@@ -88,7 +95,9 @@ func parseUpstreamTier(c *caddy.Controller) (*UpstreamTier, error) {
 }
 
 func parseStanza(c *caddy.Controller) (*UpstreamTier, error) {
-	ut := &UpstreamTier{timeout: defaultTimeout, attemptTimeout: defaultAttemptTimeout}
+	ut := &UpstreamTier{timeout: defaultTimeout, attemptTimeout: defaultAttemptTimeout, maxHedges: defaultMaxHedges}
+	ut.hc = &healthCheck{interval: defaultInterval, domain: ".", fall: defaultFall, rise: defaultRise, stop: make(chan struct{})}
+	ut.hc.changed = ut.logChange
 	from, err := parseZones(c, c.RemainingArgs(), "FROM")
 	if err != nil {
 		return nil, err
@@ -115,6 +124,10 @@ func parseStanza(c *caddy.Controller) (*UpstreamTier, error) {
 	}
 	if ut.failover == nil {
 		ut.failover = rcodeSet(defaultFailover)
+	}
+	ut.hc.limit, ut.hc.failover = ut.attemptTimeout, ut.failover
+	for _, t := range ut.tiers {
+		ut.upstreams += len(t.upstreams)
 	}
 	return ut, nil
 }
@@ -154,6 +167,35 @@ func parseProperty(c *caddy.Controller, ut *UpstreamTier, prop string) error {
 			return err
 		}
 		ut.attemptTimeout = d
+	case "hedge":
+		args := c.RemainingArgs()
+		if len(args) == 1 && args[0] == "off" {
+			ut.hedgeOff = true
+			return nil
+		}
+		d, err := durationArgs(c, "hedge", args)
+		if err != nil {
+			return err
+		}
+		ut.hedge = d
+	case "health_check":
+		return parseHealthCheck(c, ut.hc)
+	case "fall", "rise":
+		n, err := parseCount(c)
+		if err != nil {
+			return err
+		}
+		if prop == "fall" {
+			ut.hc.fall = n
+		} else {
+			ut.hc.rise = n
+		}
+	case "all_down":
+		args := c.RemainingArgs()
+		if len(args) != 1 || (args[0] != "servfail" && args[0] != "try") {
+			return c.Err("all_down needs servfail or try")
+		}
+		ut.allDownTry = args[0] == "try"
 	case "policy", "tls", "tls_servername", "force_tcp", "prefer_udp":
 		return c.Errf("%s belongs in a tier's block: tier NAME TO... { %s ... }", prop, prop)
 	default:
@@ -191,7 +233,7 @@ func parseTier(c *caddy.Controller, ut *UpstreamTier) (*Tier, error) {
 	if err := parseTierBlock(c, t); err != nil {
 		return nil, err
 	}
-	if err := addUpstreams(c, t, tos); err != nil {
+	if err := addUpstreams(c, ut, t, tos); err != nil {
 		return nil, err
 	}
 	return t, nil
@@ -278,7 +320,7 @@ func parseTierProperty(c *caddy.Controller, t *Tier, prop string) error {
 		if t.opts.ForceTCP && t.opts.PreferUDP {
 			return c.Errf("tier %q: force_tcp and prefer_udp contradict each other", t.name)
 		}
-	case "tier", "failover", "timeout", "attempt_timeout":
+	case "tier", "failover", "timeout", "attempt_timeout", "hedge", "health_check", "fall", "rise", "all_down":
 		return c.Errf("%s belongs at the top of the upstreamtier block, not in tier %q", prop, t.name)
 	default:
 		return c.Errf("tier %q: unknown property %q; expected one of %s", t.name, prop, tierProperties)
@@ -315,10 +357,10 @@ func parseTos(c *caddy.Controller, tier string, args []string) ([]to, error) {
 }
 
 // addUpstreams makes the tier's upstreams, applying its transport options.
-func addUpstreams(c *caddy.Controller, t *Tier, tos []to) error {
+func addUpstreams(c *caddy.Controller, ut *UpstreamTier, t *Tier, tos []to) error {
 	hasTLS := false
 	for _, to := range tos {
-		u := newUpstream(to.hostport, to.transport, t)
+		u := newUpstream(to.hostport, to.transport, t, ut.hc)
 		if to.transport == transport.TLS {
 			hasTLS = true
 			cfg, err := tierTLSConfig(t, to.serverName)
@@ -451,8 +493,11 @@ func parseFailover(c *caddy.Controller) ([]int, error) {
 
 // parseDuration reads one positive duration argument.
 func parseDuration(c *caddy.Controller) (time.Duration, error) {
-	prop := c.Val()
-	args := c.RemainingArgs()
+	return durationArgs(c, c.Val(), c.RemainingArgs())
+}
+
+// durationArgs reads the arguments of prop as exactly one positive duration.
+func durationArgs(c *caddy.Controller, prop string, args []string) (time.Duration, error) {
 	if len(args) != 1 {
 		return 0, c.Errf("%s needs one DURATION, e.g. 2s or 500ms", prop)
 	}
@@ -464,6 +509,51 @@ func parseDuration(c *caddy.Controller) (time.Duration, error) {
 		return 0, c.Errf("%s must be positive, got %s", prop, args[0])
 	}
 	return d, nil
+}
+
+// parseCount reads one count argument between 1 and 100.
+func parseCount(c *caddy.Controller) (int, error) {
+	prop := c.Val()
+	args := c.RemainingArgs()
+	if len(args) != 1 {
+		return 0, c.Errf("%s needs one number N", prop)
+	}
+	n, err := strconv.Atoi(args[0])
+	if err != nil || n < 1 || n > 100 {
+		return 0, c.Errf("%s: %q is not a number between 1 and 100", prop, args[0])
+	}
+	return n, nil
+}
+
+// parseHealthCheck reads "health_check INTERVAL [domain NAME] [no_rec]".
+func parseHealthCheck(c *caddy.Controller, hc *healthCheck) error {
+	args := c.RemainingArgs()
+	if len(args) == 0 {
+		return c.Err("health_check needs an INTERVAL, e.g. 500ms, then optionally domain NAME and no_rec")
+	}
+	d, err := durationArgs(c, "health_check", args[:1])
+	if err != nil {
+		return err
+	}
+	hc.interval = d
+	for i := 1; i < len(args); i++ {
+		switch args[i] {
+		case "no_rec":
+			hc.noRec = true
+		case "domain":
+			i++
+			if i == len(args) {
+				return c.Err("health_check: domain needs a NAME")
+			}
+			if _, ok := dns.IsDomainName(args[i]); !ok {
+				return c.Errf("health_check: %q is not a domain name", args[i])
+			}
+			hc.domain = dns.Fqdn(args[i])
+		default:
+			return c.Errf("health_check: unknown option %q; expected domain NAME or no_rec", args[i])
+		}
+	}
+	return nil
 }
 
 func rcodeSet(rcodes []int) map[int]bool {

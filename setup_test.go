@@ -4,6 +4,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -547,7 +548,10 @@ func setupCheckTier(t *testing.T, tr *Tier, want setupTierWant) {
 	}
 
 	for _, u := range tr.upstreams {
-		cfg := u.proxy.GetTransport().GetTLSConfig()
+		var cfg *tls.Config
+		if u.proxy != nil {
+			cfg = u.proxy.GetTransport().GetTLSConfig()
+		}
 		sn, isTLS := want.sn[u.Addr()]
 		if !strings.HasPrefix(u.Addr(), "tls://") {
 			if isTLS {

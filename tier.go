@@ -32,3 +32,24 @@ func (t *Tier) allows(qname string) bool {
 	}
 	return true
 }
+
+// available reports whether some upstream of the tier is up.
+func (t *Tier) available() bool {
+	for _, u := range t.upstreams {
+		if u.available() {
+			return true
+		}
+	}
+	return false
+}
+
+// upCount returns how many of the tier's upstreams are up.
+func (t *Tier) upCount() int {
+	n := 0
+	for _, u := range t.upstreams {
+		if u.available() {
+			n++
+		}
+	}
+	return n
+}

@@ -8,17 +8,29 @@ import (
 	"github.com/coredns/coredns/plugin/pkg/transport"
 )
 
-// Upstream is one server of a tier, reached through CoreDNS's proxy package,
-// which owns the transports and the connection pool.
+// Upstream is one server of a tier. Plain DNS goes over the upstream's own
+// connection pools (see conn.go); DNS over TLS through CoreDNS's pkg/proxy.
 type Upstream struct {
 	addr      string // host:port
 	transport string // transport.DNS or transport.TLS
 	tier      *Tier
-	proxy     *proxy.Proxy
+	hc        *healthCheck
+
+	udp, tcp *connPool
+	proxy    *proxy.Proxy // DoT only
+
+	health health
 }
 
-func newUpstream(addr, trans string, t *Tier) *Upstream {
-	return &Upstream{addr: addr, transport: trans, tier: t, proxy: proxy.NewProxy(pluginName, addr, trans)}
+func newUpstream(addr, trans string, t *Tier, hc *healthCheck) *Upstream {
+	u := &Upstream{addr: addr, transport: trans, tier: t, hc: hc}
+	if trans == transport.TLS {
+		u.proxy = proxy.NewProxy(pluginName, addr, trans)
+	} else {
+		u.udp = &connPool{addr: addr, proto: "udp"}
+		u.tcp = &connPool{addr: addr, proto: "tcp"}
+	}
+	return u
 }
 
 // Addr returns the upstream's address, with a tls:// prefix for DoT.
@@ -29,19 +41,44 @@ func (u *Upstream) Addr() string {
 	return u.addr
 }
 
-// start opens the connection pool. The interval only feeds the proxy's own
-// prober, which this plugin never triggers.
-func (u *Upstream) start(readTimeout time.Duration) {
-	u.proxy.SetReadTimeout(readTimeout)
-	u.proxy.Start(time.Second)
+// proto returns the protocol to the upstream for a client query over
+// clientProto, after the tier's force_tcp or prefer_udp.
+func (u *Upstream) proto(clientProto string) string {
+	switch {
+	case u.tier.opts.ForceTCP:
+		return "tcp"
+	case u.tier.opts.PreferUDP:
+		return "udp"
+	}
+	return clientProto
 }
 
-// stop closes the connection pool now rather than when the garbage collector
-// gets to the proxy's finalizer, so a reload leaves no goroutine or socket
-// behind. The finalizer is removed first because it would stop the
-// transport a second time, and that panics.
+// pool returns the connection pool for proto.
+func (u *Upstream) pool(proto string) *connPool {
+	if proto == "tcp" {
+		return u.tcp
+	}
+	return u.udp
+}
+
+// start opens the DoT connection pool; plain DNS pools need no start.
+func (u *Upstream) start(readTimeout time.Duration) {
+	if u.proxy != nil {
+		u.proxy.SetReadTimeout(readTimeout)
+		u.proxy.Start(time.Second) // only feeds the proxy's own prober, never triggered
+	}
+}
+
+// stop closes the connection pools. The proxy's finalizer is removed before
+// its transport is stopped now, rather than whenever the garbage collector
+// gets to it, because it would stop it a second time, and that panics.
 func (u *Upstream) stop() {
-	u.proxy.Stop()
-	runtime.SetFinalizer(u.proxy, nil)
-	u.proxy.GetTransport().Stop()
+	if u.proxy != nil {
+		u.proxy.Stop()
+		runtime.SetFinalizer(u.proxy, nil)
+		u.proxy.GetTransport().Stop()
+		return
+	}
+	u.udp.close()
+	u.tcp.close()
 }

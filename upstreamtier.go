@@ -6,11 +6,12 @@ package upstreamtier
 import (
 	"context"
 	"errors"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coredns/coredns/plugin"
 	clog "github.com/coredns/coredns/plugin/pkg/log"
-	"github.com/coredns/coredns/plugin/pkg/proxy"
 	"github.com/coredns/coredns/request"
 
 	"github.com/miekg/dns"
@@ -29,6 +30,17 @@ type UpstreamTier struct {
 	failover       map[int]bool  // rcodes that count as a failed attempt
 	timeout        time.Duration // whole-query budget
 	attemptTimeout time.Duration // cap for one attempt
+	hedge          time.Duration // fixed hedge delay; 0: derived from the RTT
+	hedgeOff       bool
+	maxHedges      int64 // hedges in flight at most, plugin-wide
+	allDownTry     bool  // all_down try: with nothing up, try the last upstream that was
+
+	hc        *healthCheck
+	upstreams int          // number of upstreams in all tiers
+	hedging   atomic.Int64 // hedges in flight
+	shutdown  sync.Once
+
+	observe func(u *Upstream, up bool) // tests: called on each health change
 
 	Next plugin.Handler
 }
@@ -45,33 +57,29 @@ func (ut *UpstreamTier) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *d
 		return plugin.NextOrFailure(ut.Name(), ut.Next, ctx, w, r)
 	}
 
-	deadline := time.Now().Add(ut.timeout)
-	var last *attemptError
-	barred := false
-	for _, t := range ut.tiers {
-		if !t.allows(state.Name()) {
-			barred = true
-			continue
+	q := newQuery(ctx, ut, state)
+	u := q.next()
+	if u == nil {
+		if !q.allowed {
+			return ut.fail(w, state, dns.ExtendedErrorCodeProhibited, errBarred)
 		}
-		for _, u := range t.policy.List(t.upstreams) {
-			if ctx.Err() != nil || !time.Now().Before(deadline) {
-				return ut.fail(w, state, last, barred)
-			}
-			ret, err := ut.attempt(ctx, u, state, deadline)
-			if err == nil {
-				w.WriteMsg(ret)
-				return dns.RcodeSuccess, nil
-			}
-			switch {
-			case errors.Is(err, proxy.ErrInvalidRequest):
-				return dns.RcodeFormatError, err
-			case errors.Is(err, proxy.ErrUnsupportedRequest):
-				return dns.RcodeNotImplemented, err
-			}
-			last = err
+		if u = ut.lastUp(q); u == nil {
+			return ut.fail(w, state, dns.ExtendedErrorCodeNoReachableAuthority, errAllDown)
 		}
 	}
-	return ut.fail(w, state, last, barred)
+
+	wire, err := r.Pack()
+	if err != nil {
+		return dns.RcodeFormatError, plugin.Error(pluginName, err)
+	}
+	q.wire = wire
+
+	ret, aerr := q.resolve(u)
+	if aerr != nil {
+		return ut.fail(w, state, dns.ExtendedErrorCodeNoReachableAuthority, aerr)
+	}
+	w.WriteMsg(ret)
+	return dns.RcodeSuccess, nil
 }
 
 // match reports whether this plugin handles the query's name.
@@ -83,17 +91,61 @@ func (ut *UpstreamTier) match(state request.Request) bool {
 	return plugin.Zones(ut.except).Matches(name) == ""
 }
 
-// fail answers SERVFAIL at once, with an Extended DNS Error that says why.
-func (ut *UpstreamTier) fail(w dns.ResponseWriter, state request.Request, last *attemptError, barred bool) (int, error) {
-	code, text := dns.ExtendedErrorCodeNoReachableAuthority, "upstreamtier: no upstream answered"
-	err := errNoAnswer
+// lastUp returns, under all_down try, the upstream that went down last
+// among the tiers that may see the query; nil otherwise.
+func (ut *UpstreamTier) lastUp(q *query) *Upstream {
+	if !ut.allDownTry {
+		return nil
+	}
+	var best *Upstream
+	for _, t := range ut.tiers {
+		if !t.allows(q.name) {
+			continue
+		}
+		for _, u := range t.upstreams {
+			if best == nil || u.health.downSince.Load() > best.health.downSince.Load() {
+				best = u
+			}
+		}
+	}
+	return best
+}
+
+// timing returns the attempt timeout and hedge delay for an attempt on u;
+// a hedge delay of 0 means no hedging.
+func (ut *UpstreamTier) timing(u *Upstream) (attempt, hedge time.Duration) {
+	attempt, hedge = u.timeouts(ut.attemptTimeout)
 	switch {
-	case last != nil:
-		text = "upstreamtier: all tiers failed, last: " + last.public()
-		err = last
-	case barred:
-		code, text = dns.ExtendedErrorCodeProhibited, "upstreamtier: no tier may see this name"
-		err = errBarred
+	case ut.hedgeOff:
+		hedge = 0
+	case ut.hedge > 0:
+		hedge = min(ut.hedge, attempt)
+	}
+	return attempt, hedge
+}
+
+// hedgeSlot takes one of the plugin-wide hedge slots, if one is free.
+func (ut *UpstreamTier) hedgeSlot() bool {
+	if ut.hedging.Add(1) > ut.maxHedges {
+		ut.hedging.Add(-1)
+		return false
+	}
+	return true
+}
+
+// hedgeDone frees the slot of a hedge.
+func (ut *UpstreamTier) hedgeDone(hedge bool) {
+	if hedge {
+		ut.hedging.Add(-1)
+	}
+}
+
+// fail answers SERVFAIL at once, with an Extended DNS Error that says why.
+func (ut *UpstreamTier) fail(w dns.ResponseWriter, state request.Request, code uint16, err error) (int, error) {
+	text := "upstreamtier: " + err.Error()
+	var aerr *attemptError
+	if errors.As(err, &aerr) {
+		text = "upstreamtier: all tiers failed, last: " + aerr.public()
 	}
 	w.WriteMsg(servfail(state, code, text))
 	return dns.RcodeSuccess, plugin.Error(pluginName, err)
@@ -114,6 +166,6 @@ func servfail(state request.Request, code uint16, text string) *dns.Msg {
 }
 
 var (
-	errNoAnswer = errors.New("no upstream answered within the query budget")
-	errBarred   = errors.New("no tier may see this name")
+	errBarred  = errors.New("no tier may see this name")
+	errAllDown = errors.New("all upstreams are down")
 )

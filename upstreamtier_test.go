@@ -21,7 +21,7 @@ func TestHealthyFirstTierAnswers(t *testing.T) {
 	up := startUpstreams(t, 3)
 	ut := newPlugin(t, threeTiers, up...)
 	for _, tcp := range []bool{false, true} {
-		q := newQuery("www.example.org", dns.TypeA)
+		q := newClientQuery("www.example.org", dns.TypeA)
 		m, err := serve(t, ut, q, tcp)
 		if err != nil {
 			t.Fatal(err)
@@ -49,7 +49,7 @@ func TestFailoverToNextTier(t *testing.T) {
 				if err := up[0].SetMode(fault); err != nil {
 					t.Fatal(err)
 				}
-				q := newQuery("www.example.org", dns.TypeA)
+				q := newClientQuery("www.example.org", dns.TypeA)
 				m, err := serve(t, ut, q, tcp)
 				if err != nil {
 					t.Fatal(err)
@@ -71,7 +71,7 @@ func TestFailoverAcrossThreeTiers(t *testing.T) {
 	ut := newPlugin(t, threeTiers, up...)
 	up[0].SetMode(faultdns.Blackhole)
 	up[1].SetMode(faultdns.ServFail)
-	q := newQuery("www.example.org", dns.TypeA)
+	q := newClientQuery("www.example.org", dns.TypeA)
 	m, err := serve(t, ut, q, false)
 	if err != nil {
 		t.Fatal(err)
@@ -90,7 +90,7 @@ func TestFailoverInsideTier(t *testing.T) {
 	attempt_timeout 250ms
 }`, up...)
 	up[0].SetMode(faultdns.Refused)
-	q := newQuery("www.example.org", dns.TypeA)
+	q := newClientQuery("www.example.org", dns.TypeA)
 	m, err := serve(t, ut, q, false)
 	if err != nil {
 		t.Fatal(err)
@@ -106,7 +106,7 @@ func TestAllDownServfailWithEDE(t *testing.T) {
 			for _, s := range up {
 				s.SetMode(fault)
 			}
-			q := newQuery("www.example.org", dns.TypeA)
+			q := newClientQuery("www.example.org", dns.TypeA)
 			m, err := serve(t, ut, q, false)
 			if err == nil {
 				t.Error("want an error for the errors plugin, got nil")
@@ -150,11 +150,13 @@ func TestQueryBudget(t *testing.T) {
 	tier public %s
 	attempt_timeout 200ms
 	timeout 300ms
+	hedge off
+	fall 100
 }`, up...)
 	for _, s := range up {
 		s.SetMode(faultdns.Blackhole)
 	}
-	q := newQuery("www.example.org", dns.TypeA)
+	q := newClientQuery("www.example.org", dns.TypeA)
 	m, _ := serve(t, ut, q, false)
 	if m == nil || m.Rcode != dns.RcodeServerFailure {
 		t.Fatalf("want SERVFAIL, got %v", m)
@@ -171,7 +173,7 @@ func TestQueryBudget(t *testing.T) {
 func TestFailoverRcodes(t *testing.T) {
 	up := startUpstreams(t, 2)
 	up[0].SetMode(faultdns.NXDomain)
-	q := newQuery("www.example.org", dns.TypeA)
+	q := newClientQuery("www.example.org", dns.TypeA)
 
 	ut := newPlugin(t, "upstreamtier {\n tier site %s\n tier isp %s\n}", up...)
 	m, _ := serve(t, ut, q, false)
@@ -190,7 +192,7 @@ func TestTruncated(t *testing.T) {
 	up := startUpstreams(t, 2)
 	up[0].SetMode(faultdns.Truncate)
 	ut := newPlugin(t, "upstreamtier {\n tier site %s\n tier isp %s\n}", up...)
-	q := newQuery("www.example.org", dns.TypeA)
+	q := newClientQuery("www.example.org", dns.TypeA)
 
 	m, err := serve(t, ut, q, false)
 	if err != nil {
@@ -214,7 +216,7 @@ func TestPreferUDPRetriesTruncatedOverTCP(t *testing.T) {
 	up := startUpstreams(t, 1)
 	up[0].SetMode(faultdns.Truncate)
 	ut := newPlugin(t, "upstreamtier {\n tier site %s {\n prefer_udp\n }\n}", up...)
-	q := newQuery("www.example.org", dns.TypeA)
+	q := newClientQuery("www.example.org", dns.TypeA)
 	m, err := serve(t, ut, q, true)
 	if err != nil {
 		t.Fatal(err)
@@ -229,7 +231,7 @@ func TestForceTCP(t *testing.T) {
 	up := startUpstreams(t, 1)
 	up[0].SetMode(faultdns.Truncate) // truncates over UDP only
 	ut := newPlugin(t, "upstreamtier {\n tier site %s {\n force_tcp\n }\n}", up...)
-	q := newQuery("www.example.org", dns.TypeA)
+	q := newClientQuery("www.example.org", dns.TypeA)
 	m, err := serve(t, ut, q, false)
 	if err != nil {
 		t.Fatal(err)
@@ -242,12 +244,12 @@ func TestNotHandledGoesToNext(t *testing.T) {
 	up := startUpstreams(t, 1)
 	ut := newPlugin(t, "upstreamtier example.org {\n tier site %s\n except private.example.org\n}", up...)
 	for _, name := range []string{"www.example.com", "a.private.example.org"} {
-		_, err := serve(t, ut, newQuery(name, dns.TypeA), false)
+		_, err := serve(t, ut, newClientQuery(name, dns.TypeA), false)
 		if !errors.Is(err, errNextCalled) {
 			t.Errorf("%s: want the next plugin, got %v", name, err)
 		}
 	}
-	q := newQuery("www.example.org", dns.TypeA)
+	q := newClientQuery("www.example.org", dns.TypeA)
 	m, _ := serve(t, ut, q, false)
 	expectFrom(t, q, m, up[0])
 	if up[0].Queries() != 1 {
@@ -261,7 +263,7 @@ func TestTierExcept(t *testing.T) {
 	ut := newPlugin(t, "upstreamtier {\n tier site %s\n tier public %s {\n except corp.example\n }\n}", up...)
 	up[0].SetMode(faultdns.Closed)
 
-	q := newQuery("www.corp.example", dns.TypeA)
+	q := newClientQuery("www.corp.example", dns.TypeA)
 	m, _ := serve(t, ut, q, false)
 	if m == nil || m.Rcode != dns.RcodeServerFailure {
 		t.Fatalf("want SERVFAIL, got %v", m)
@@ -270,7 +272,7 @@ func TestTierExcept(t *testing.T) {
 		t.Fatalf("the public tier saw %d queries for an excepted name", up[1].Queries())
 	}
 
-	q = newQuery("www.example.org", dns.TypeA)
+	q = newClientQuery("www.example.org", dns.TypeA)
 	m, _ = serve(t, ut, q, false)
 	expectFrom(t, q, m, up[1])
 }
@@ -279,7 +281,7 @@ func TestTierExcept(t *testing.T) {
 func TestAllTiersBarred(t *testing.T) {
 	up := startUpstreams(t, 1)
 	ut := newPlugin(t, "upstreamtier {\n tier public %s {\n except corp.example\n }\n}", up...)
-	m, _ := serve(t, ut, newQuery("www.corp.example", dns.TypeA), false)
+	m, _ := serve(t, ut, newClientQuery("www.corp.example", dns.TypeA), false)
 	if e := ede(m); m.Rcode != dns.RcodeServerFailure || e == nil || e.InfoCode != dns.ExtendedErrorCodeProhibited {
 		t.Fatalf("want SERVFAIL with EDE Prohibited, got\n%s", m)
 	}
@@ -300,7 +302,7 @@ func TestPolicies(t *testing.T) {
 			up := startUpstreams(t, 2)
 			ut := newPlugin(t, "upstreamtier {\n tier site %s %s {\n policy "+tc.policy+"\n }\n}", up...)
 			for range queries {
-				serve(t, ut, newQuery("www.example.org", dns.TypeA), false)
+				serve(t, ut, newClientQuery("www.example.org", dns.TypeA), false)
 			}
 			a, b := up[0].Queries(), up[1].Queries()
 			if a+b != queries {

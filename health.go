@@ -1,0 +1,209 @@
+package upstreamtier
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// healthCheck is the plugin-wide health configuration its upstreams share.
+type healthCheck struct {
+	interval time.Duration // base probe interval
+	domain   string        // name probes ask for (type NS)
+	noRec    bool          // probes without the RD bit
+	fall     int           // consecutive failed attempts that mark an upstream down
+	rise     int           // consecutive good probes that bring it back
+	limit    time.Duration // attempt_timeout: the probes' timeout cap too
+	failover map[int]bool  // rcodes that fail a probe as they fail an attempt
+
+	changed func(u *Upstream, up bool, reason string)
+
+	mu      sync.Mutex
+	stopped bool
+	stop    chan struct{}  // closed on shutdown: probes end
+	probes  sync.WaitGroup // running probe loops
+}
+
+// startProbing starts the probe loop of a down upstream, unless the plugin
+// is shutting down: attempts still in flight may report a failure then.
+func (hc *healthCheck) startProbing(u *Upstream, flaps int) {
+	hc.mu.Lock()
+	defer hc.mu.Unlock()
+	if hc.stopped {
+		return
+	}
+	hc.probes.Add(1)
+	go u.probeLoop(flaps)
+}
+
+// shutdown ends every probe loop and waits for them.
+func (hc *healthCheck) shutdown() {
+	hc.mu.Lock()
+	if !hc.stopped {
+		hc.stopped = true
+		close(hc.stop)
+	}
+	hc.mu.Unlock()
+	hc.probes.Wait()
+}
+
+// Bounds of the adaptive timeouts. The attempt timeout does not go below
+// minAttemptTimeout because an answer's RTT mixes cache hits and misses at
+// the upstream: a resolver that answers cached names in 1 ms needs far more
+// for a miss, and that is not a failure. Hedging covers the latency.
+const (
+	minAttemptTimeout = 200 * time.Millisecond
+	minHedgeDelay     = 25 * time.Millisecond
+	// maxBackoff caps the probe interval of an upstream that stays down,
+	// as a multiple of the base interval.
+	maxBackoff = 4
+	// flapWindow: an upstream that goes down again within this time of
+	// coming back is flapping, and its probing starts further backed off.
+	flapWindow = 30 * time.Second
+	maxFlaps   = 2
+)
+
+// health is what recent attempts and probes say about one upstream.
+type health struct {
+	down   atomic.Bool
+	srtt   atomic.Int64 // smoothed RTT in ns (RFC 6298), 0 until the first answer
+	rttvar atomic.Int64 // RTT variation in ns
+
+	mu      sync.Mutex
+	fails   int       // consecutive failed attempts
+	lastErr string    // reason of the last failure
+	upSince time.Time // when the upstream last came back up
+	// downSince is when it last went down, in Unix ns: all_down try picks
+	// the upstream that was up most recently.
+	downSince atomic.Int64
+	flaps     int // recent quick relapses; backs off the next probing
+}
+
+// available reports whether the upstream may get client queries.
+func (u *Upstream) available() bool { return !u.health.down.Load() }
+
+// observe records a good answer and its RTT.
+func (u *Upstream) observe(rtt time.Duration) {
+	h := &u.health
+	h.mu.Lock()
+	h.fails = 0
+	srtt, rttvar := time.Duration(h.srtt.Load()), time.Duration(h.rttvar.Load())
+	if srtt == 0 {
+		srtt, rttvar = rtt, rtt/2
+	} else {
+		rttvar = (3*rttvar + (srtt - rtt).Abs()) / 4
+		srtt = (7*srtt + rtt) / 8
+	}
+	h.srtt.Store(int64(max(srtt, 1)))
+	h.rttvar.Store(int64(rttvar))
+	h.mu.Unlock()
+}
+
+// fail records a failed attempt; the fall-th in a row marks the upstream
+// down and starts probing it.
+func (u *Upstream) fail(reason string) {
+	h := &u.health
+	h.mu.Lock()
+	h.fails++
+	h.lastErr = reason
+	if h.fails < u.hc.fall || h.down.Load() {
+		h.mu.Unlock()
+		return
+	}
+	h.down.Store(true)
+	h.downSince.Store(time.Now().UnixNano())
+	if !h.upSince.IsZero() && time.Since(h.upSince) < flapWindow {
+		h.flaps = min(h.flaps+1, maxFlaps)
+	} else {
+		h.flaps = 0
+	}
+	flaps := h.flaps
+	h.mu.Unlock()
+
+	u.hc.changed(u, false, reason)
+	u.hc.startProbing(u, flaps)
+}
+
+// markUp brings the upstream back after rise good probes.
+func (u *Upstream) markUp() {
+	h := &u.health
+	h.mu.Lock()
+	h.fails = 0
+	h.upSince = time.Now()
+	h.down.Store(false)
+	h.mu.Unlock()
+	u.hc.changed(u, true, "")
+}
+
+// timeouts returns how long an attempt may wait for its answer, and after
+// how long without one a hedge goes to the next candidate: the RFC 6298
+// retransmission timeout srtt + 4·rttvar, bounded by limit, which before the
+// first answer is all there is to go on.
+func (u *Upstream) timeouts(limit time.Duration) (attempt, hedge time.Duration) {
+	srtt := time.Duration(u.health.srtt.Load())
+	if srtt == 0 {
+		return limit, min(limit, defaultHedgeDelay)
+	}
+	rto := srtt + 4*time.Duration(u.health.rttvar.Load())
+	attempt = min(max(rto, minAttemptTimeout), limit)
+	hedge = min(max(rto, minHedgeDelay), attempt)
+	return attempt, hedge
+}
+
+// defaultHedgeDelay is the hedge delay before an upstream's RTT is known.
+const defaultHedgeDelay = 100 * time.Millisecond
+
+// probeLoop probes a down upstream until rise probes in a row succeed,
+// doubling the interval after each failure up to maxBackoff times the base.
+// A flapping upstream starts further backed off: that is the hysteresis.
+func (u *Upstream) probeLoop(flaps int) {
+	defer u.hc.probes.Done()
+	base := u.hc.interval
+	ceiling := maxBackoff * base
+	interval := min(base<<flaps, ceiling)
+	good := 0
+	timer := time.NewTimer(interval)
+	defer timer.Stop()
+	for {
+		select {
+		case <-u.hc.stop:
+			return
+		case <-timer.C:
+		}
+		if err := u.probe(); err != nil {
+			good = 0
+			interval = min(2*interval, ceiling)
+			u.health.mu.Lock()
+			u.health.lastErr = err.Error()
+			u.health.mu.Unlock()
+		} else {
+			good++
+			if good >= u.hc.rise {
+				u.markUp()
+				return
+			}
+			interval = base
+		}
+		timer.Reset(interval)
+	}
+}
+
+// logChange logs an upstream going down or up, and what it means for its
+// tier: a failover to the tiers below, or a fail-back.
+func (ut *UpstreamTier) logChange(u *Upstream, up bool, reason string) {
+	t := u.tier
+	if up {
+		log.Infof("upstream %s of tier %s is up again", u.Addr(), t.name)
+	} else {
+		log.Infof("upstream %s of tier %s is down: %s", u.Addr(), t.name, reason)
+	}
+	switch {
+	case up && t.upCount() == 1:
+		log.Infof("tier %s is available again: queries fail back to it", t.name)
+	case !up && t.upCount() == 0:
+		log.Infof("tier %s is unavailable: queries fail over to the tiers below it", t.name)
+	}
+	if ut.observe != nil {
+		ut.observe(u, up)
+	}
+}

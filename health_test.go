@@ -1,0 +1,277 @@
+package upstreamtier
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/upstreamtier/upstreamtier/internal/faultdns"
+
+	"github.com/miekg/dns"
+)
+
+// change is one health transition of an upstream.
+type change struct {
+	addr string
+	up   bool
+}
+
+// watch returns the channel on which ut reports its health changes.
+func watch(ut *UpstreamTier) <-chan change {
+	ch := make(chan change, 64)
+	ut.observe = func(u *Upstream, up bool) { ch <- change{u.addr, up} }
+	return ch
+}
+
+// expectChange waits for the next health change and checks it.
+func expectChange(t *testing.T, ch <-chan change, s *faultdns.Server, up bool) {
+	t.Helper()
+	select {
+	case c := <-ch:
+		if c.addr != s.Addr() || c.up != up {
+			t.Fatalf("health change %+v, want %s up=%t", c, s.Addr(), up)
+		}
+	case <-time.After(time.Minute): // a safety net, not a timing assertion
+		t.Fatalf("no health change for %s up=%t", s.Addr(), up)
+	}
+}
+
+const healthStanza = `upstreamtier {
+	tier site %s
+	tier isp %s
+	attempt_timeout 200ms
+	health_check 20ms
+	fall 2
+	rise 2
+}`
+
+// fall failed attempts in a row mark an upstream down; from then on it
+// sees no client query, only probes, and rise good probes bring it back:
+// the queries fail back at once.
+func TestFallAndRise(t *testing.T) {
+	for _, fault := range []faultdns.Mode{faultdns.Blackhole, faultdns.Closed, faultdns.ServFail, faultdns.Refused, faultdns.WrongQuestion, faultdns.Garbage} {
+		t.Run(fault.String(), func(t *testing.T) {
+			up := startUpstreams(t, 2)
+			ut := newPlugin(t, healthStanza, up...)
+			changes := watch(ut)
+			up[0].SetMode(fault)
+
+			for range 2 {
+				q := newClientQuery("www.example.org", dns.TypeA)
+				m, _ := serve(t, ut, q, false)
+				expectFrom(t, q, m, up[1])
+			}
+			expectChange(t, changes, up[0], false)
+
+			// Down: queries go straight to tier 2. The probes to tier 1
+			// ask for ".", so the count of queries for the client's
+			// name shows no client query reached it.
+			before := up[0].QueriesFor("www.example.org.")
+			for range 5 {
+				q := newClientQuery("www.example.org", dns.TypeA)
+				m, _ := serve(t, ut, q, false)
+				expectFrom(t, q, m, up[1])
+			}
+			if n := up[0].QueriesFor("www.example.org.") - before; n != 0 {
+				t.Fatalf("a down upstream got %d client queries", n)
+			}
+
+			up[0].SetMode(faultdns.OK)
+			expectChange(t, changes, up[0], true)
+			q := newClientQuery("www.example.org", dns.TypeA)
+			m, _ := serve(t, ut, q, false)
+			expectFrom(t, q, m, up[0])
+		})
+	}
+}
+
+// One failure is not enough to mark an upstream down, and a success in
+// between starts the count again.
+func TestFallCountsConsecutiveFailures(t *testing.T) {
+	up := startUpstreams(t, 2)
+	ut := newPlugin(t, healthStanza, up...)
+	for range 3 {
+		up[0].SetMode(faultdns.Refused)
+		serve(t, ut, newClientQuery("www.example.org", dns.TypeA), false)
+		up[0].SetMode(faultdns.OK)
+		q := newClientQuery("www.example.org", dns.TypeA)
+		m, _ := serve(t, ut, q, false)
+		expectFrom(t, q, m, up[0])
+	}
+	if !ut.tiers[0].upstreams[0].available() {
+		t.Fatal("upstream marked down without fall failures in a row")
+	}
+}
+
+// Probes that get a failover rcode keep the upstream down.
+func TestProbeFailoverRcodeKeepsDown(t *testing.T) {
+	up := startUpstreams(t, 2)
+	ut := newPlugin(t, healthStanza, up...)
+	changes := watch(ut)
+	up[0].SetMode(faultdns.ServFail)
+	for range 2 {
+		serve(t, ut, newClientQuery("www.example.org", dns.TypeA), false)
+	}
+	expectChange(t, changes, up[0], false)
+
+	// Several probes come and fail while tier 1 answers SERVFAIL.
+	waitQueries(t, up[0], up[0].Queries()+3)
+	if ut.tiers[0].upstreams[0].available() {
+		t.Fatal("upstream brought back by probes answered SERVFAIL")
+	}
+	up[0].SetMode(faultdns.OK)
+	expectChange(t, changes, up[0], true)
+}
+
+// Probes ask for the health_check domain, with or without RD.
+func TestProbeDomain(t *testing.T) {
+	up := startUpstreams(t, 2)
+	ut := newPlugin(t, "upstreamtier {\n tier site %s\n tier isp %s\n health_check 10ms domain probe.example no_rec\n fall 1\n}", up...)
+	changes := watch(ut)
+	up[0].SetMode(faultdns.Refused)
+	serve(t, ut, newClientQuery("www.example.org", dns.TypeA), false)
+	expectChange(t, changes, up[0], false)
+	up[0].SetMode(faultdns.OK)
+	expectChange(t, changes, up[0], true)
+	if up[0].QueriesFor("probe.example.") < 1 {
+		t.Fatal("no probe asked for the health_check domain")
+	}
+}
+
+// With every upstream down, all_down servfail answers at once without
+// sending anything upstream.
+func TestAllDownServfail(t *testing.T) {
+	up := startUpstreams(t, 2)
+	ut := newPlugin(t, "upstreamtier {\n tier site %s\n tier isp %s\n fall 1\n health_check 1h\n}", up...)
+	changes := watch(ut)
+	for _, s := range up {
+		s.SetMode(faultdns.Refused)
+	}
+	serve(t, ut, newClientQuery("www.example.org", dns.TypeA), false)
+	expectChange(t, changes, up[0], false)
+	expectChange(t, changes, up[1], false)
+
+	before := up[0].Queries() + up[1].Queries()
+	m, err := serve(t, ut, newClientQuery("www.example.org", dns.TypeA), false)
+	if e := ede(m); m.Rcode != dns.RcodeServerFailure || e == nil || e.InfoCode != dns.ExtendedErrorCodeNoReachableAuthority {
+		t.Fatalf("want SERVFAIL with EDE 22, got\n%s", m)
+	}
+	if err == nil {
+		t.Error("want an error for the errors plugin")
+	}
+	if n := up[0].Queries() + up[1].Queries() - before; n != 0 {
+		t.Errorf("%d queries sent upstream while everything was down", n)
+	}
+}
+
+// all_down try gives the upstream that went down last one try.
+func TestAllDownTry(t *testing.T) {
+	up := startUpstreams(t, 2)
+	ut := newPlugin(t, "upstreamtier {\n tier site %s\n tier isp %s\n fall 1\n health_check 1h\n all_down try\n}", up...)
+	changes := watch(ut)
+	up[0].SetMode(faultdns.Refused)
+	serve(t, ut, newClientQuery("www.example.org", dns.TypeA), false)
+	expectChange(t, changes, up[0], false)
+	up[1].SetMode(faultdns.Refused)
+	serve(t, ut, newClientQuery("www.example.org", dns.TypeA), false)
+	expectChange(t, changes, up[1], false)
+
+	up[1].SetMode(faultdns.OK)
+	before := up[0].Queries()
+	q := newClientQuery("www.example.org", dns.TypeA)
+	m, _ := serve(t, ut, q, false)
+	expectFrom(t, q, m, up[1])
+	if up[0].Queries() != before {
+		t.Error("all_down try sent the query to more than the last upstream up")
+	}
+}
+
+// A slow tier 1 is hedged: tier 2 answers, and tier 1's late answer is
+// dropped without harm.
+func TestHedge(t *testing.T) {
+	up := startUpstreams(t, 2)
+	ut := newPlugin(t, "upstreamtier {\n tier site %s\n tier isp %s\n hedge 10ms\n attempt_timeout 1s\n fall 100\n}", up...)
+	up[0].SetMode(faultdns.Slow)
+	up[0].SetDelay(300 * time.Millisecond)
+	for _, tcp := range []bool{false, true} {
+		q := newClientQuery("www.example.org", dns.TypeA)
+		m, err := serve(t, ut, q, tcp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		expectFrom(t, q, m, up[1])
+	}
+	if up[0].Queries() != 2 {
+		t.Errorf("tier 1 got %d queries, want 2", up[0].Queries())
+	}
+}
+
+// With hedge off, a slow upstream is waited for until its attempt times out.
+func TestHedgeOff(t *testing.T) {
+	up := startUpstreams(t, 2)
+	ut := newPlugin(t, "upstreamtier {\n tier site %s\n tier isp %s\n hedge off\n attempt_timeout 1s\n}", up...)
+	up[0].SetMode(faultdns.Slow)
+	up[0].SetDelay(50 * time.Millisecond)
+	q := newClientQuery("www.example.org", dns.TypeA)
+	m, _ := serve(t, ut, q, false)
+	expectFrom(t, q, m, up[0])
+	if up[1].Queries() != 0 {
+		t.Error("hedge off, yet tier 2 got a query")
+	}
+}
+
+// The plugin-wide cap on hedges in flight holds: with no slot free, the
+// slow upstream is waited for.
+func TestHedgeCap(t *testing.T) {
+	up := startUpstreams(t, 2)
+	ut := newPlugin(t, "upstreamtier {\n tier site %s\n tier isp %s\n hedge 10ms\n fall 100\n}", up...)
+	ut.maxHedges = 0
+	up[0].SetMode(faultdns.Slow)
+	up[0].SetDelay(50 * time.Millisecond)
+	q := newClientQuery("www.example.org", dns.TypeA)
+	m, _ := serve(t, ut, q, false)
+	expectFrom(t, q, m, up[0])
+	if up[1].Queries() != 0 {
+		t.Error("a hedge started beyond the cap")
+	}
+}
+
+// An upstream that flaps, going down again soon after coming back, is
+// probed further backed off each time: the hysteresis that keeps it from
+// taking traffic back at every blip.
+func TestFlappingBacksOff(t *testing.T) {
+	up := startUpstreams(t, 2)
+	ut := newPlugin(t, "upstreamtier {\n tier site %s\n tier isp %s\n fall 1\n rise 1\n health_check 5ms\n}", up...)
+	changes := watch(ut)
+	u := ut.tiers[0].upstreams[0]
+	for i := range maxFlaps + 2 {
+		up[0].SetMode(faultdns.Refused)
+		serve(t, ut, newClientQuery("www.example.org", dns.TypeA), false)
+		expectChange(t, changes, up[0], false)
+		u.health.mu.Lock()
+		flaps := u.health.flaps
+		u.health.mu.Unlock()
+		if want := min(i, maxFlaps); flaps != want {
+			t.Fatalf("flap %d: backoff level %d, want %d", i, flaps, want)
+		}
+		up[0].SetMode(faultdns.OK)
+		expectChange(t, changes, up[0], true)
+	}
+}
+
+// Shutdown ends the probes of down upstreams.
+func TestShutdownStopsProbes(t *testing.T) {
+	up := startUpstreams(t, 2)
+	ut := newPlugin(t, "upstreamtier {\n tier site %s\n tier isp %s\n fall 1\n health_check 5ms\n}", up...)
+	changes := watch(ut)
+	up[0].SetMode(faultdns.Blackhole)
+	serve(t, ut, newClientQuery("www.example.org", dns.TypeA), false)
+	expectChange(t, changes, up[0], false)
+	ut.OnShutdown() // returns once every probe loop has ended
+	n := up[0].Queries()
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := up[0].WaitQueries(ctx, n+1); err == nil {
+		t.Fatal("a probe was sent after shutdown")
+	}
+}
