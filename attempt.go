@@ -3,7 +3,7 @@ package upstreamtier
 import (
 	"context"
 	"errors"
-	"net"
+	"os"
 
 	"github.com/miekg/dns"
 )
@@ -64,6 +64,5 @@ func classify(u *Upstream, err error) *attemptError {
 
 // isTimeout reports whether err is a deadline that passed.
 func isTimeout(err error) bool {
-	var nerr net.Error
-	return errors.As(err, &nerr) && nerr.Timeout() || errors.Is(err, context.DeadlineExceeded)
+	return errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded)
 }

@@ -18,7 +18,7 @@ import (
 
 // startUpstreams starts n fault-injecting upstreams on 127.0.0.1, closed
 // when the test ends.
-func startUpstreams(t *testing.T, n int) []*faultdns.Server {
+func startUpstreams(t testing.TB, n int) []*faultdns.Server {
 	t.Helper()
 	servers := make([]*faultdns.Server, n)
 	for i := range servers {
@@ -34,7 +34,7 @@ func startUpstreams(t *testing.T, n int) []*faultdns.Server {
 
 // newPlugin parses a Corefile stanza and starts the plugin; %s verbs in the
 // stanza are filled with the addresses of the servers, in order.
-func newPlugin(t *testing.T, stanza string, servers ...*faultdns.Server) *UpstreamTier {
+func newPlugin(t testing.TB, stanza string, servers ...*faultdns.Server) *UpstreamTier {
 	t.Helper()
 	addrs := make([]any, len(servers))
 	for i, s := range servers {

@@ -12,14 +12,13 @@ import (
 	"github.com/miekg/dns"
 )
 
-// query is one client query on its way down the tiers. The fields above
-// the line are set before any attempt starts and only read after, so that
-// attempts running in their own goroutines may use them.
-type query struct {
+// outgoing is the query as it goes upstream. It is set before the first
+// attempt and only read after, so attempts in goroutines get their own copy
+// of it and the query itself can stay on the stack of ServeDNS.
+type outgoing struct {
 	ut          *UpstreamTier
 	ctx         context.Context
-	req         *dns.Msg // the client's query, never modified
-	wire        []byte   // req packed; the first attempt patches its ID in
+	wire        []byte // the client's query packed; an attempt patches its ID in
 	clientProto string
 	udpSize     uint16
 	name        string
@@ -27,7 +26,13 @@ type query struct {
 	qclass      uint16
 	id          uint16
 	deadline    time.Time // end of the query budget
-	// ---
+}
+
+// query is one client query on its way down the tiers.
+type query struct {
+	outgoing
+	req *dns.Msg // the client's query, never modified
+
 	tier    int          // next tier to take candidates from
 	list    []*Upstream  // the current tier's upstreams, in policy order
 	pos     int          // next candidate in list
@@ -52,8 +57,10 @@ type outcome struct {
 // maxRunning bounds the attempts of one query in flight at once.
 const maxRunning = 3
 
-func newQuery(ctx context.Context, ut *UpstreamTier, state request.Request) *query {
-	q := &query{ut: ut, ctx: ctx, req: state.Req, clientProto: state.Proto(), name: state.Name(), id: state.Req.Id}
+func newQuery(ctx context.Context, ut *UpstreamTier, state request.Request) query {
+	q := query{req: state.Req}
+	q.ut, q.ctx, q.id = ut, ctx, state.Req.Id
+	q.clientProto, q.name = state.Proto(), state.Name()
 	q.udpSize = uint16(max(state.Size(), dns.MinMsgSize)) // #nosec G115 -- Size is at most 65535
 	q.qtype, q.qclass = state.QType(), state.QClass()
 	q.deadline = time.Now().Add(ut.timeout)
@@ -124,12 +131,13 @@ func (q *query) inline(u *Upstream) (m *dns.Msg, err *attemptError, pending bool
 		wait = start.Add(hedge)
 	}
 	ret, rerr := a.await(wait)
-	if isTimeout(rerr) && wait.Before(deadline) {
+	if rerr != nil && isTimeout(rerr) && wait.Before(deadline) {
 		q.lastLaunch, q.hedgeDelay = start, hedge
+		o, pending := q.outgoing, a
 		q.goRun(func() outcome {
-			ret, rerr := a.await(deadline)
-			a.done(rerr)
-			m, err := q.settle(u, proto, ret, rerr, start, deadline)
+			ret, rerr := pending.await(deadline)
+			pending.done(rerr)
+			m, err := o.settle(u, proto, ret, rerr, start, deadline)
 			return outcome{m, err}
 		})
 		return nil, nil, true
@@ -219,21 +227,22 @@ func (q *query) launch(u *Upstream, hedge bool) {
 	}
 	proto := u.proto(q.clientProto)
 
+	o := q.outgoing
 	if u.transport == transport.TLS {
 		req := q.req.Copy() // pkg/proxy rewrites the ID of the request it sends
 		q.goRun(func() outcome {
-			defer q.ut.hedgeDone(hedge)
+			defer o.ut.hedgeDone(hedge)
 			ret, err := u.exchangeDoT(req, deadline)
-			m, aerr := q.settle(u, proto, ret, err, start, deadline)
+			m, aerr := o.settle(u, proto, ret, err, start, deadline)
 			return outcome{m, aerr}
 		})
 		return
 	}
 	wire := slices.Clone(q.wire) // each attempt writes its own ID into it
 	q.goRun(func() outcome {
-		defer q.ut.hedgeDone(hedge)
-		ret, err := u.pool(proto).exchange(q.ctx, wire, q.udpSize, deadline)
-		m, aerr := q.settle(u, proto, ret, err, start, deadline)
+		defer o.ut.hedgeDone(hedge)
+		ret, err := u.pool(proto).exchange(o.ctx, wire, o.udpSize, deadline)
+		m, aerr := o.settle(u, proto, ret, err, start, deadline)
 		return outcome{m, aerr}
 	})
 }
@@ -251,7 +260,7 @@ func (q *query) goRun(attempt func() outcome) {
 
 // settle judges the result of an attempt, tells the upstream's health about
 // it, and returns the answer when it may reach the client.
-func (q *query) settle(u *Upstream, proto string, m *dns.Msg, err error, start, deadline time.Time) (*dns.Msg, *attemptError) {
+func (q *outgoing) settle(u *Upstream, proto string, m *dns.Msg, err error, start, deadline time.Time) (*dns.Msg, *attemptError) {
 	if err == nil && m.Truncated && proto == "udp" && u.tier.opts.PreferUDP {
 		m, err = u.pool("tcp").exchange(q.ctx, slices.Clone(q.wire), q.udpSize, deadline)
 	}
@@ -275,7 +284,7 @@ func (q *query) settle(u *Upstream, proto string, m *dns.Msg, err error, start, 
 
 // matches reports whether m answers the query's question. The ID was
 // checked by the transport.
-func (q *query) matches(m *dns.Msg) bool {
+func (q *outgoing) matches(m *dns.Msg) bool {
 	if !m.Response || len(m.Question) != 1 {
 		return false
 	}

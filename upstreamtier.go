@@ -63,7 +63,7 @@ func (ut *UpstreamTier) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *d
 		if !q.allowed {
 			return ut.fail(w, state, dns.ExtendedErrorCodeProhibited, errBarred)
 		}
-		if u = ut.lastUp(q); u == nil {
+		if u = ut.lastUp(&q); u == nil {
 			return ut.fail(w, state, dns.ExtendedErrorCodeNoReachableAuthority, errAllDown)
 		}
 	}
