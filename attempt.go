@@ -38,6 +38,19 @@ func (e *attemptError) Error() string {
 
 func (e *attemptError) Unwrap() error { return e.err }
 
+// label returns the reason as a metric label.
+func (e *attemptError) label() string {
+	switch e.reason {
+	case reasonTimeout, reasonBudget:
+		return "timeout"
+	case reasonRcode:
+		return "rcode"
+	case reasonMismatch:
+		return "mismatch"
+	}
+	return "network"
+}
+
 // public is the part of the error a client may see in an Extended DNS
 // Error: the tier and the reason, not the addresses of our upstreams.
 func (e *attemptError) public() string {

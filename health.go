@@ -1,6 +1,7 @@
 package upstreamtier
 
 import (
+	"github.com/prometheus/client_golang/prometheus"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,7 +17,10 @@ type healthCheck struct {
 	limit    time.Duration // attempt_timeout: the probes' timeout cap too
 	failover map[int]bool  // rcodes that fail a probe as they fail an attempt
 
-	changed func(u *Upstream, up bool, reason string)
+	changed func(u *Upstream, up bool, cause *attemptError)
+	server  string // the server label of the health metrics
+
+	answered atomic.Bool // some upstream has answered: ready
 
 	mu      sync.Mutex
 	stopped bool
@@ -84,6 +88,9 @@ func (u *Upstream) available() bool { return !u.health.down.Load() }
 
 // observe records a good answer and its RTT.
 func (u *Upstream) observe(rtt time.Duration) {
+	if !u.hc.answered.Load() {
+		u.hc.answered.Store(true)
+	}
 	h := &u.health
 	h.mu.Lock()
 	h.fails = 0
@@ -101,11 +108,11 @@ func (u *Upstream) observe(rtt time.Duration) {
 
 // fail records a failed attempt; the fall-th in a row marks the upstream
 // down and starts probing it.
-func (u *Upstream) fail(reason string) {
+func (u *Upstream) fail(cause *attemptError) {
 	h := &u.health
 	h.mu.Lock()
 	h.fails++
-	h.lastErr = reason
+	h.lastErr = cause.public()
 	if h.fails < u.hc.fall || h.down.Load() {
 		h.mu.Unlock()
 		return
@@ -120,7 +127,7 @@ func (u *Upstream) fail(reason string) {
 	flaps := h.flaps
 	h.mu.Unlock()
 
-	u.hc.changed(u, false, reason)
+	u.hc.changed(u, false, cause)
 	u.hc.startProbing(u, flaps)
 }
 
@@ -132,7 +139,7 @@ func (u *Upstream) markUp() {
 	h.upSince = time.Now()
 	h.down.Store(false)
 	h.mu.Unlock()
-	u.hc.changed(u, true, "")
+	u.hc.changed(u, true, nil)
 }
 
 // timeouts returns how long an attempt may wait for its answer, and after
@@ -170,7 +177,9 @@ func (u *Upstream) probeLoop(flaps int) {
 			return
 		case <-timer.C:
 		}
-		if err := u.probe(); err != nil {
+		err := u.probe()
+		probeCount.WithLabelValues(u.hc.server, u.tier.name, u.Addr(), probeResult(err)).Inc()
+		if err != nil {
 			good = 0
 			interval = min(2*interval, ceiling)
 			u.health.mu.Lock()
@@ -188,22 +197,71 @@ func (u *Upstream) probeLoop(flaps int) {
 	}
 }
 
-// logChange logs an upstream going down or up, and what it means for its
-// tier: a failover to the tiers below, or a fail-back.
-func (ut *UpstreamTier) logChange(u *Upstream, up bool, reason string) {
+// healthChanged reports an upstream going down or up, in logs and metrics,
+// and what it means for the tiers: a failover or a fail-back when the
+// serving tier, the first available one, changes.
+func (ut *UpstreamTier) healthChanged(u *Upstream, up bool, cause *attemptError) {
 	t := u.tier
 	if up {
 		log.Infof("upstream %s of tier %s is up again", u.Addr(), t.name)
+		upstreamHealthy.WithLabelValues(ut.hc.server, t.name, u.Addr()).Set(1)
+		upstreamDownReason.DeletePartialMatch(prometheus.Labels{"server": ut.hc.server, "tier": t.name, "upstream": u.Addr()})
 	} else {
-		log.Infof("upstream %s of tier %s is down: %s", u.Addr(), t.name, reason)
+		log.Infof("upstream %s of tier %s is down: %s", u.Addr(), t.name, cause)
+		upstreamHealthy.WithLabelValues(ut.hc.server, t.name, u.Addr()).Set(0)
+		upstreamDownReason.DeletePartialMatch(prometheus.Labels{"server": ut.hc.server, "tier": t.name, "upstream": u.Addr()})
+		upstreamDownReason.WithLabelValues(ut.hc.server, t.name, u.Addr(), cause.label()).Set(1)
 	}
-	switch {
-	case up && t.upCount() == 1:
-		log.Infof("tier %s is available again: queries fail back to it", t.name)
-	case !up && t.upCount() == 0:
-		log.Infof("tier %s is unavailable: queries fail over to the tiers below it", t.name)
-	}
+	ut.tiersChanged()
 	if ut.observe != nil {
 		ut.observe(u, up)
 	}
+}
+
+// tiersChanged updates the tiers' availability and the serving tier, and
+// logs and counts a failover or fail-back when the serving tier moved.
+func (ut *UpstreamTier) tiersChanged() {
+	ut.stateMu.Lock()
+	defer ut.stateMu.Unlock()
+	serving := -1
+	for i, t := range ut.tiers {
+		available := t.available()
+		tierAvailable.WithLabelValues(ut.hc.server, t.name).Set(boolGauge(available))
+		if available && serving < 0 {
+			serving = i
+		}
+		servingTier.WithLabelValues(ut.hc.server, t.name).Set(boolGauge(serving == i))
+	}
+	prev := ut.serving
+	if serving == prev {
+		return
+	}
+	ut.serving = serving
+	from, to := ut.tierName(prev), ut.tierName(serving)
+	switch {
+	case serving < 0:
+		log.Infof("no tier is available: failover from tier %s to none", from)
+		failoverCount.WithLabelValues(ut.hc.server, from, to).Inc()
+	case prev < 0 || serving < prev:
+		log.Infof("tier %s is available again: fail-back from tier %q to tier %s", to, from, to)
+		failbackCount.WithLabelValues(ut.hc.server, from, to).Inc()
+	default:
+		log.Infof("tier %s is unavailable: failover to tier %s", from, to)
+		failoverCount.WithLabelValues(ut.hc.server, from, to).Inc()
+	}
+}
+
+// tierName returns the name of the i-th tier, or "" for none.
+func (ut *UpstreamTier) tierName(i int) string {
+	if i < 0 {
+		return ""
+	}
+	return ut.tiers[i].name
+}
+
+func boolGauge(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -42,3 +42,10 @@ func (u *Upstream) probe() error {
 	}
 	return nil
 }
+
+func probeResult(err error) string {
+	if err != nil {
+		return "fail"
+	}
+	return "ok"
+}

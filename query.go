@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/coredns/coredns/plugin/metrics"
 	"github.com/coredns/coredns/plugin/pkg/transport"
 	"github.com/coredns/coredns/request"
 
@@ -32,6 +33,7 @@ type outgoing struct {
 type query struct {
 	outgoing
 	req *dns.Msg // the client's query, never modified
+	w   dns.ResponseWriter
 
 	tier    int          // next tier to take candidates from
 	list    []*Upstream  // the current tier's upstreams, in policy order
@@ -50,15 +52,18 @@ type query struct {
 
 // outcome is what an attempt running in a goroutine reports.
 type outcome struct {
-	msg *dns.Msg
-	err *attemptError
+	msg      *dns.Msg
+	upstream *Upstream
+	err      *attemptError
+	proto    string    // protocol of the attempt, for dnstap
+	start    time.Time // when the attempt started, for dnstap
 }
 
 // maxRunning bounds the attempts of one query in flight at once.
 const maxRunning = 3
 
 func newQuery(ctx context.Context, ut *UpstreamTier, state request.Request) query {
-	q := query{req: state.Req}
+	q := query{req: state.Req, w: state.W}
 	q.ut, q.ctx, q.id = ut, ctx, state.Req.Id
 	q.clientProto, q.name = state.Proto(), state.Name()
 	q.udpSize = uint16(max(state.Size(), dns.MinMsgSize)) // #nosec G115 -- Size is at most 65535
@@ -94,8 +99,9 @@ func (q *query) next() *Upstream {
 }
 
 // resolve runs the attempts, starting with u, until one gives a valid
-// answer or no candidate and no budget is left.
-func (q *query) resolve(u *Upstream) (*dns.Msg, *attemptError) {
+// answer or no candidate and no budget is left. It returns the answer and
+// the upstream that gave it.
+func (q *query) resolve(u *Upstream) (*dns.Msg, *Upstream, *attemptError) {
 	if u.transport == transport.TLS {
 		q.launch(u, false)
 		return q.race()
@@ -103,7 +109,7 @@ func (q *query) resolve(u *Upstream) (*dns.Msg, *attemptError) {
 	m, err, pending := q.inline(u)
 	if !pending {
 		if err == nil {
-			return m, nil
+			return m, u, nil
 		}
 		q.last = err
 	}
@@ -138,7 +144,7 @@ func (q *query) inline(u *Upstream) (m *dns.Msg, err *attemptError, pending bool
 			ret, rerr := pending.await(deadline)
 			pending.done(rerr)
 			m, err := o.settle(u, proto, ret, rerr, start, deadline)
-			return outcome{m, err}
+			return outcome{m, u, err, proto, start}
 		})
 		return nil, nil, true
 	}
@@ -147,13 +153,21 @@ func (q *query) inline(u *Upstream) (m *dns.Msg, err *attemptError, pending bool
 		ret, rerr = u.pool(proto).exchange(q.ctx, q.wire, q.udpSize, deadline)
 	}
 	m, err = q.settle(u, proto, ret, rerr, start, deadline)
+	q.tap(u, proto, m, start)
 	return m, err, false
+}
+
+// tap tells dnstap, when configured, about an attempt that has reported.
+func (q *query) tap(u *Upstream, proto string, reply *dns.Msg, start time.Time) {
+	if len(q.ut.taps) > 0 {
+		q.ut.toDnstap(q.ctx, request.Request{W: q.w, Req: q.req}, u, proto, reply, start)
+	}
 }
 
 // race waits for the attempts in flight, starting a hedge when the newest
 // has not answered within its hedge delay and the next candidate at once
 // when one fails, until an answer is valid or the budget is spent.
-func (q *query) race() (*dns.Msg, *attemptError) {
+func (q *query) race() (*dns.Msg, *Upstream, *attemptError) {
 	budget := time.NewTimer(time.Until(q.deadline))
 	defer budget.Stop()
 	var hedgeTimer *time.Timer
@@ -167,7 +181,7 @@ func (q *query) race() (*dns.Msg, *attemptError) {
 		if q.running == 0 {
 			u := q.next()
 			if u == nil || !time.Now().Before(q.deadline) {
-				return nil, q.last
+				return nil, nil, q.last
 			}
 			q.launch(u, false)
 		}
@@ -186,8 +200,9 @@ func (q *query) race() (*dns.Msg, *attemptError) {
 		select {
 		case o := <-q.results:
 			q.running--
+			q.tap(o.upstream, o.proto, o.msg, o.start)
 			if o.err == nil {
-				return o.msg, nil
+				return o.msg, o.upstream, nil
 			}
 			q.last = o.err
 			if q.running > 0 { // fail over now rather than wait for the others
@@ -202,9 +217,9 @@ func (q *query) race() (*dns.Msg, *attemptError) {
 				q.exhausted = true
 			}
 		case <-budget.C:
-			return nil, q.budgetSpent()
+			return nil, nil, q.budgetSpent()
 		case <-q.ctx.Done():
-			return nil, q.budgetSpent()
+			return nil, nil, q.budgetSpent()
 		}
 	}
 }
@@ -224,6 +239,7 @@ func (q *query) launch(u *Upstream, hedge bool) {
 	q.attempts++
 	if hedge {
 		q.hedges++
+		hedgeCount.WithLabelValues(metrics.WithServer(q.ctx), u.tier.name).Inc()
 	}
 	proto := u.proto(q.clientProto)
 
@@ -234,7 +250,7 @@ func (q *query) launch(u *Upstream, hedge bool) {
 			defer o.ut.hedgeDone(hedge)
 			ret, err := u.exchangeDoT(req, deadline)
 			m, aerr := o.settle(u, proto, ret, err, start, deadline)
-			return outcome{m, aerr}
+			return outcome{m, u, aerr, proto, start}
 		})
 		return
 	}
@@ -243,7 +259,7 @@ func (q *query) launch(u *Upstream, hedge bool) {
 		defer o.ut.hedgeDone(hedge)
 		ret, err := u.pool(proto).exchange(o.ctx, wire, o.udpSize, deadline)
 		m, aerr := o.settle(u, proto, ret, err, start, deadline)
-		return outcome{m, aerr}
+		return outcome{m, u, aerr, proto, start}
 	})
 }
 
@@ -274,10 +290,13 @@ func (q *outgoing) settle(u *Upstream, proto string, m *dns.Msg, err error, star
 		aerr = &attemptError{upstream: u, reason: reasonRcode, rcode: m.Rcode}
 	}
 	if aerr != nil {
-		u.fail(aerr.public())
+		attemptFailures.WithLabelValues(metrics.WithServer(q.ctx), u.tier.name, u.Addr(), aerr.label()).Inc()
+		u.fail(aerr)
 		return nil, aerr
 	}
-	u.observe(time.Since(start))
+	rtt := time.Since(start)
+	attemptDuration.WithLabelValues(metrics.WithServer(q.ctx), u.tier.name, u.Addr()).Observe(rtt.Seconds())
+	u.observe(rtt)
 	m.Id = q.id
 	return m, nil
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/coredns/caddy"
 	"github.com/coredns/coredns/core/dnsserver"
 	"github.com/coredns/coredns/plugin"
+	"github.com/coredns/coredns/plugin/dnstap"
 	"github.com/coredns/coredns/plugin/pkg/parse"
 	"github.com/coredns/coredns/plugin/pkg/proxy"
 	pkgtls "github.com/coredns/coredns/plugin/pkg/tls"
@@ -51,18 +52,47 @@ func setup(c *caddy.Controller) error {
 		ut.Next = next
 		return ut
 	})
-	c.OnStartup(ut.OnStartup)
+	c.OnStartup(func() error {
+		cfg := dnsserver.GetConfig(c)
+		ut.hc.server = serverLabel(cfg)
+		ut.metadata = cfg.Handler("metadata") != nil
+		if tap, ok := cfg.Handler("dnstap").(*dnstap.Dnstap); ok {
+			ut.taps = dnstapChain(tap)
+		}
+		if err := ut.OnStartup(); err != nil {
+			return err
+		}
+		ut.hc.startupProbes(ut)
+		return nil
+	})
 	c.OnShutdown(ut.OnShutdown)
 	return nil
 }
 
-// OnStartup opens the upstreams' connection pools.
+// serverLabel returns the server label CoreDNS gives this server block's
+// first listen address, as metrics.WithServer does for queries.
+func serverLabel(cfg *dnsserver.Config) string {
+	host := ""
+	if len(cfg.ListenHosts) > 0 {
+		host = cfg.ListenHosts[0]
+	}
+	addr := net.JoinHostPort(host, cfg.Port)
+	if a, err := net.ResolveTCPAddr("tcp", addr); err == nil {
+		addr = a.String()
+	}
+	return cfg.Transport + "://" + addr
+}
+
+// OnStartup opens the upstreams' connection pools and sets the health
+// gauges: every upstream is taken to be up until attempts say otherwise.
 func (ut *UpstreamTier) OnStartup() error {
 	for _, t := range ut.tiers {
 		for _, u := range t.upstreams {
 			u.start(ut.attemptTimeout)
+			upstreamHealthy.WithLabelValues(ut.hc.server, t.name, u.Addr()).Set(1)
 		}
 	}
+	ut.tiersChanged()
 	return nil
 }
 
@@ -97,7 +127,7 @@ func parseUpstreamTier(c *caddy.Controller) (*UpstreamTier, error) {
 func parseStanza(c *caddy.Controller) (*UpstreamTier, error) {
 	ut := &UpstreamTier{timeout: defaultTimeout, attemptTimeout: defaultAttemptTimeout, maxHedges: defaultMaxHedges}
 	ut.hc = &healthCheck{interval: defaultInterval, domain: ".", fall: defaultFall, rise: defaultRise, stop: make(chan struct{})}
-	ut.hc.changed = ut.logChange
+	ut.hc.changed = ut.healthChanged
 	from, err := parseZones(c, c.RemainingArgs(), "FROM")
 	if err != nil {
 		return nil, err

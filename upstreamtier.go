@@ -6,11 +6,14 @@ package upstreamtier
 import (
 	"context"
 	"errors"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/coredns/coredns/plugin"
+	"github.com/coredns/coredns/plugin/dnstap"
+	"github.com/coredns/coredns/plugin/metrics"
 	clog "github.com/coredns/coredns/plugin/pkg/log"
 	"github.com/coredns/coredns/request"
 
@@ -40,6 +43,12 @@ type UpstreamTier struct {
 	hedging   atomic.Int64 // hedges in flight
 	shutdown  sync.Once
 
+	stateMu sync.Mutex // serializes tier state changes
+	serving int        // index of the serving tier, -1 for none; the first at start
+
+	metadata bool             // the metadata plugin is in the server block
+	taps     []*dnstap.Dnstap // dnstap plugins to tell about forwarded queries
+
 	observe func(u *Upstream, up bool) // tests: called on each health change
 
 	Next plugin.Handler
@@ -61,10 +70,10 @@ func (ut *UpstreamTier) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *d
 	u := q.next()
 	if u == nil {
 		if !q.allowed {
-			return ut.fail(w, state, dns.ExtendedErrorCodeProhibited, errBarred)
+			return ut.fail(ctx, w, &q, dns.ExtendedErrorCodeProhibited, "prohibited", errBarred)
 		}
 		if u = ut.lastUp(&q); u == nil {
-			return ut.fail(w, state, dns.ExtendedErrorCodeNoReachableAuthority, errAllDown)
+			return ut.fail(ctx, w, &q, dns.ExtendedErrorCodeNoReachableAuthority, "all_down", errAllDown)
 		}
 	}
 
@@ -74,10 +83,12 @@ func (ut *UpstreamTier) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *d
 	}
 	q.wire = wire
 
-	ret, aerr := q.resolve(u)
+	ret, u, aerr := q.resolve(u)
 	if aerr != nil {
-		return ut.fail(w, state, dns.ExtendedErrorCodeNoReachableAuthority, aerr)
+		return ut.fail(ctx, w, &q, dns.ExtendedErrorCodeNoReachableAuthority, "all_failed", aerr)
 	}
+	ut.setMetadata(ctx, &q, u)
+	requestsCount.WithLabelValues(metrics.WithServer(ctx), u.tier.name, u.Addr(), rcodeName(ret.Rcode)).Inc()
 	w.WriteMsg(ret)
 	return dns.RcodeSuccess, nil
 }
@@ -141,14 +152,25 @@ func (ut *UpstreamTier) hedgeDone(hedge bool) {
 }
 
 // fail answers SERVFAIL at once, with an Extended DNS Error that says why.
-func (ut *UpstreamTier) fail(w dns.ResponseWriter, state request.Request, code uint16, err error) (int, error) {
+func (ut *UpstreamTier) fail(ctx context.Context, w dns.ResponseWriter, q *query, code uint16, reason string, err error) (int, error) {
 	text := "upstreamtier: " + err.Error()
 	var aerr *attemptError
 	if errors.As(err, &aerr) {
 		text = "upstreamtier: all tiers failed, last: " + aerr.public()
 	}
+	servfailCount.WithLabelValues(metrics.WithServer(ctx), reason).Inc()
+	ut.setMetadata(ctx, q, nil)
+	state := request.Request{W: w, Req: q.req}
 	w.WriteMsg(servfail(state, code, text))
 	return dns.RcodeSuccess, plugin.Error(pluginName, err)
+}
+
+// rcodeName returns the rcode's name, or its number when it has none.
+func rcodeName(rcode int) string {
+	if s, ok := dns.RcodeToString[rcode]; ok {
+		return s
+	}
+	return strconv.Itoa(rcode)
 }
 
 // servfail builds a SERVFAIL answer to the query. The Extended DNS Error

@@ -1,0 +1,26 @@
+package upstreamtier
+
+import (
+	"context"
+	"strconv"
+
+	"github.com/coredns/coredns/plugin/metadata"
+)
+
+// setMetadata publishes, for the log plugin and others, which tier and
+// upstream answered (empty when none did), how many attempts the query
+// took and how many of them were hedges.
+func (ut *UpstreamTier) setMetadata(ctx context.Context, q *query, u *Upstream) {
+	if !ut.metadata {
+		return
+	}
+	tier, upstream := "", ""
+	if u != nil {
+		tier, upstream = u.tier.name, u.Addr()
+	}
+	attempts, hedges := strconv.Itoa(q.attempts), strconv.Itoa(q.hedges)
+	metadata.SetValueFunc(ctx, pluginName+"/tier", func() string { return tier })
+	metadata.SetValueFunc(ctx, pluginName+"/upstream", func() string { return upstream })
+	metadata.SetValueFunc(ctx, pluginName+"/attempts", func() string { return attempts })
+	metadata.SetValueFunc(ctx, pluginName+"/hedged", func() string { return hedges })
+}

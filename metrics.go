@@ -1,0 +1,97 @@
+package upstreamtier
+
+import (
+	"github.com/coredns/coredns/plugin"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+// Metrics of the plugin. Labels name tiers and upstreams from the Corefile,
+// never query names, so their number is bounded by the configuration.
+var (
+	requestsCount = promauto.NewCounterVec(prometheus.CounterOpts{
+		Namespace: plugin.Namespace,
+		Subsystem: pluginName,
+		Name:      "requests_total",
+		Help:      "Queries answered by an upstream, by tier, upstream and rcode of the answer.",
+	}, []string{"server", "tier", "upstream", "rcode"})
+
+	servfailCount = promauto.NewCounterVec(prometheus.CounterOpts{
+		Namespace: plugin.Namespace,
+		Subsystem: pluginName,
+		Name:      "servfail_total",
+		Help:      "Queries answered SERVFAIL by the plugin itself: all_down (nothing healthy), all_failed (every attempt failed) or prohibited (no tier may see the name).",
+	}, []string{"server", "reason"})
+
+	attemptDuration = promauto.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: plugin.Namespace,
+		Subsystem: pluginName,
+		Name:      "attempt_duration_seconds",
+		Buckets:   plugin.TimeBuckets,
+		Help:      "Time from sending a query to an upstream to its valid answer.",
+	}, []string{"server", "tier", "upstream"})
+
+	attemptFailures = promauto.NewCounterVec(prometheus.CounterOpts{
+		Namespace: plugin.Namespace,
+		Subsystem: pluginName,
+		Name:      "attempt_failures_total",
+		Help:      "Failed attempts by reason: timeout, network, rcode (a failover rcode) or mismatch (an answer that does not match the query).",
+	}, []string{"server", "tier", "upstream", "reason"})
+
+	hedgeCount = promauto.NewCounterVec(prometheus.CounterOpts{
+		Namespace: plugin.Namespace,
+		Subsystem: pluginName,
+		Name:      "hedges_total",
+		Help:      "Hedged attempts, by the tier they went to.",
+	}, []string{"server", "tier"})
+
+	upstreamHealthy = promauto.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: plugin.Namespace,
+		Subsystem: pluginName,
+		Name:      "upstream_healthy",
+		Help:      "1 while the upstream gets client queries, 0 while it is down and only probed.",
+	}, []string{"server", "tier", "upstream"})
+
+	upstreamDownReason = promauto.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: plugin.Namespace,
+		Subsystem: pluginName,
+		Name:      "upstream_down_reason",
+		Help:      "1 for the reason the upstream was last marked down: timeout, network, rcode or mismatch.",
+	}, []string{"server", "tier", "upstream", "reason"})
+
+	tierAvailable = promauto.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: plugin.Namespace,
+		Subsystem: pluginName,
+		Name:      "tier_available",
+		Help:      "1 while at least one upstream of the tier is up.",
+	}, []string{"server", "tier"})
+
+	servingTier = promauto.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: plugin.Namespace,
+		Subsystem: pluginName,
+		Name:      "serving_tier",
+		Help:      "1 for the tier that gets the queries now: the first available one.",
+	}, []string{"server", "tier"})
+
+	failoverCount = promauto.NewCounterVec(prometheus.CounterOpts{
+		Namespace: plugin.Namespace,
+		Subsystem: pluginName,
+		Name:      "failovers_total",
+		Help:      "Times the serving tier moved down, from one tier to a lower one (to is empty when none was left).",
+	}, []string{"server", "from", "to"})
+
+	failbackCount = promauto.NewCounterVec(prometheus.CounterOpts{
+		Namespace: plugin.Namespace,
+		Subsystem: pluginName,
+		Name:      "failbacks_total",
+		Help:      "Times the serving tier moved back up (from is empty when no tier was available).",
+	}, []string{"server", "from", "to"})
+
+	probeCount = promauto.NewCounterVec(prometheus.CounterOpts{
+		Namespace: plugin.Namespace,
+		Subsystem: pluginName,
+		Name:      "probes_total",
+		Help:      "Health probes of down upstreams, by result: ok or fail.",
+	}, []string{"server", "tier", "upstream", "result"})
+)

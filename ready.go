@@ -1,0 +1,29 @@
+package upstreamtier
+
+// Ready implements ready.Readiness: the plugin is ready once some upstream
+// has answered, a startup probe or a client query. It stays ready after:
+// when every upstream fails later, clients get a fast SERVFAIL from every
+// replica, which beats Kubernetes taking all of them out of the Service and
+// with them the cluster's own names.
+func (ut *UpstreamTier) Ready() bool { return ut.hc.answered.Load() }
+
+// startupProbes asks every upstream once, in the background.
+func (hc *healthCheck) startupProbes(ut *UpstreamTier) {
+	for _, t := range ut.tiers {
+		for _, u := range t.upstreams {
+			hc.mu.Lock()
+			if hc.stopped {
+				hc.mu.Unlock()
+				return
+			}
+			hc.probes.Add(1)
+			hc.mu.Unlock()
+			go func() {
+				defer hc.probes.Done()
+				if u.probe() == nil {
+					hc.answered.Store(true)
+				}
+			}()
+		}
+	}
+}
