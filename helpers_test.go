@@ -73,6 +73,15 @@ func serve(t *testing.T, ut *UpstreamTier, q *dns.Msg, tcp bool) (*dns.Msg, erro
 	return rec.Msg, err
 }
 
+// serveRcode runs one query over UDP and returns the rcode ServeDNS gave
+// back and what it wrote, if anything.
+func serveRcode(t *testing.T, ut *UpstreamTier, q *dns.Msg) (int, *dns.Msg) {
+	t.Helper()
+	rec := dnstest.NewRecorder(&test.ResponseWriter{})
+	rcode, _ := ut.ServeDNS(context.Background(), rec, q)
+	return rcode, rec.Msg
+}
+
 // answerIP returns the address of the single A record in m.
 func answerIP(t *testing.T, m *dns.Msg) net.IP {
 	t.Helper()

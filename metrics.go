@@ -88,6 +88,13 @@ var (
 		Help:      "Times the serving tier moved back up (from is empty when no tier was available).",
 	}, []string{"server", "from", "to"})
 
+	overloadCount = promauto.NewCounterVec(prometheus.CounterOpts{
+		Namespace: plugin.Namespace,
+		Subsystem: pluginName,
+		Name:      "max_concurrent_rejects_total",
+		Help:      "Queries refused because max_concurrent queries were in flight.",
+	}, []string{"server"})
+
 	probeCount = promauto.NewCounterVec(prometheus.CounterOpts{
 		Namespace: plugin.Namespace,
 		Subsystem: pluginName,

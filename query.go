@@ -39,6 +39,7 @@ type query struct {
 	list    []*Upstream  // the current tier's upstreams, in policy order
 	pos     int          // next candidate in list
 	allowed bool         // some tier may see this name
+	barred  bool         // an available tier may not see this name
 	results chan outcome // answers of attempts running in goroutines
 	running int          // attempts in goroutines not yet reported
 	last    *attemptError
@@ -89,6 +90,7 @@ func (q *query) next() *Upstream {
 		t := q.ut.tiers[q.tier]
 		q.tier++
 		if !t.allows(q.name) {
+			q.barred = q.barred || t.available()
 			continue
 		}
 		q.allowed = true

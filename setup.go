@@ -37,7 +37,7 @@ const (
 var defaultFailover = []int{dns.RcodeServerFailure, dns.RcodeRefused}
 
 const (
-	topProperties  = "tier, except, failover, timeout, attempt_timeout, hedge, health_check, fall, rise, all_down"
+	topProperties  = "tier, except, failover, timeout, attempt_timeout, hedge, health_check, fall, rise, all_down, max_concurrent"
 	tierProperties = "policy, except, tls, tls_servername, force_tcp, prefer_udp"
 )
 
@@ -211,7 +211,7 @@ func parseProperty(c *caddy.Controller, ut *UpstreamTier, prop string) error {
 	case "health_check":
 		return parseHealthCheck(c, ut.hc)
 	case "fall", "rise":
-		n, err := parseCount(c)
+		n, err := parseCount(c, 100)
 		if err != nil {
 			return err
 		}
@@ -220,6 +220,12 @@ func parseProperty(c *caddy.Controller, ut *UpstreamTier, prop string) error {
 		} else {
 			ut.hc.rise = n
 		}
+	case "max_concurrent":
+		n, err := parseCount(c, 1<<30)
+		if err != nil {
+			return err
+		}
+		ut.maxConcurrent = int64(n)
 	case "all_down":
 		args := c.RemainingArgs()
 		if len(args) != 1 || (args[0] != "servfail" && args[0] != "try") {
@@ -350,7 +356,7 @@ func parseTierProperty(c *caddy.Controller, t *Tier, prop string) error {
 		if t.opts.ForceTCP && t.opts.PreferUDP {
 			return c.Errf("tier %q: force_tcp and prefer_udp contradict each other", t.name)
 		}
-	case "tier", "failover", "timeout", "attempt_timeout", "hedge", "health_check", "fall", "rise", "all_down":
+	case "tier", "failover", "timeout", "attempt_timeout", "hedge", "health_check", "fall", "rise", "all_down", "max_concurrent":
 		return c.Errf("%s belongs at the top of the upstreamtier block, not in tier %q", prop, t.name)
 	default:
 		return c.Errf("tier %q: unknown property %q; expected one of %s", t.name, prop, tierProperties)
@@ -541,16 +547,16 @@ func durationArgs(c *caddy.Controller, prop string, args []string) (time.Duratio
 	return d, nil
 }
 
-// parseCount reads one count argument between 1 and 100.
-func parseCount(c *caddy.Controller) (int, error) {
+// parseCount reads one count argument between 1 and most.
+func parseCount(c *caddy.Controller, most int) (int, error) {
 	prop := c.Val()
 	args := c.RemainingArgs()
 	if len(args) != 1 {
 		return 0, c.Errf("%s needs one number N", prop)
 	}
 	n, err := strconv.Atoi(args[0])
-	if err != nil || n < 1 || n > 100 {
-		return 0, c.Errf("%s: %q is not a number between 1 and 100", prop, args[0])
+	if err != nil || n < 1 || n > most {
+		return 0, c.Errf("%s: %q is not a number between 1 and %d", prop, args[0], most)
 	}
 	return n, nil
 }

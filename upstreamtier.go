@@ -14,6 +14,7 @@ import (
 	"github.com/coredns/coredns/plugin"
 	"github.com/coredns/coredns/plugin/dnstap"
 	"github.com/coredns/coredns/plugin/metrics"
+	"github.com/coredns/coredns/plugin/pkg/edns"
 	clog "github.com/coredns/coredns/plugin/pkg/log"
 	"github.com/coredns/coredns/request"
 
@@ -37,6 +38,8 @@ type UpstreamTier struct {
 	hedgeOff       bool
 	maxHedges      int64 // hedges in flight at most, plugin-wide
 	allDownTry     bool  // all_down try: with nothing up, try the last upstream that was
+	maxConcurrent  int64 // queries in flight at most; 0: no limit
+	concurrent     atomic.Int64
 
 	hc        *healthCheck
 	upstreams int          // number of upstreams in all tiers
@@ -65,16 +68,30 @@ func (ut *UpstreamTier) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *d
 	if !ut.match(state) {
 		return plugin.NextOrFailure(ut.Name(), ut.Next, ctx, w, r)
 	}
+	if rcode, err := checkQuery(w, r); err != nil {
+		return rcode, plugin.Error(pluginName, err)
+	}
+	if ut.maxConcurrent > 0 {
+		// Beyond the limit, refuse at once: a queue would only turn an
+		// overload into timeouts for everybody.
+		defer ut.concurrent.Add(-1)
+		if ut.concurrent.Add(1) > ut.maxConcurrent {
+			overloadCount.WithLabelValues(metrics.WithServer(ctx)).Inc()
+			return dns.RcodeRefused, plugin.Error(pluginName, errOverload)
+		}
+	}
 
 	q := newQuery(ctx, ut, state)
 	u := q.next()
 	if u == nil {
-		if !q.allowed {
-			return ut.fail(ctx, w, &q, dns.ExtendedErrorCodeProhibited, "prohibited", errBarred)
-		}
-		if u = ut.lastUp(&q); u == nil {
-			return ut.fail(ctx, w, &q, dns.ExtendedErrorCodeNoReachableAuthority, "all_down", errAllDown)
-		}
+		u = ut.lastUp(&q)
+	}
+	switch {
+	case u == nil && (q.barred || !q.allowed):
+		// The tiers that could answer may not see the name.
+		return ut.fail(ctx, w, &q, dns.ExtendedErrorCodeProhibited, "prohibited", errBarred)
+	case u == nil:
+		return ut.fail(ctx, w, &q, dns.ExtendedErrorCodeNoReachableAuthority, "all_down", errAllDown)
 	}
 
 	wire, err := r.Pack()
@@ -90,6 +107,24 @@ func (ut *UpstreamTier) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *d
 	ut.setMetadata(ctx, &q, u)
 	requestsCount.WithLabelValues(metrics.WithServer(ctx), u.tier.name, u.Addr(), rcodeName(ret.Rcode)).Inc()
 	w.WriteMsg(ret)
+	return dns.RcodeSuccess, nil
+}
+
+// checkQuery rejects what CoreDNS's server normally stops before it gets
+// here, for when the plugin is called some other way: not exactly one
+// question (FORMERR), an opcode other than QUERY (NOTIMP), an EDNS version
+// other than 0 (BADVERS, written here).
+func checkQuery(w dns.ResponseWriter, r *dns.Msg) (int, error) {
+	switch {
+	case len(r.Question) != 1:
+		return dns.RcodeFormatError, errQuestions
+	case r.Opcode != dns.OpcodeQuery:
+		return dns.RcodeNotImplemented, errOpcode
+	}
+	if m, err := edns.Version(r); err != nil {
+		w.WriteMsg(m)
+		return dns.RcodeSuccess, err
+	}
 	return dns.RcodeSuccess, nil
 }
 
@@ -188,6 +223,9 @@ func servfail(state request.Request, code uint16, text string) *dns.Msg {
 }
 
 var (
-	errBarred  = errors.New("no tier may see this name")
-	errAllDown = errors.New("all upstreams are down")
+	errBarred    = errors.New("no available tier may see this name")
+	errAllDown   = errors.New("all upstreams are down")
+	errOverload  = errors.New("max_concurrent queries in flight: refused")
+	errQuestions = errors.New("query without exactly one question")
+	errOpcode    = errors.New("opcode other than QUERY")
 )

@@ -1,0 +1,174 @@
+package upstreamtier
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/upstreamtier/upstreamtier/internal/faultdns"
+
+	"github.com/miekg/dns"
+)
+
+// With tiers 1 and 2 down, a name excepted from tier 3 never reaches it:
+// the client gets SERVFAIL saying policy prohibits the answer.
+func TestPrivateZoneNeverLeaks(t *testing.T) {
+	up := startUpstreams(t, 3)
+	ut := newPlugin(t, `upstreamtier {
+	tier site %s
+	tier isp %s
+	tier public %s {
+		except corp.example
+	}
+	fall 1
+	health_check 1h
+}`, up...)
+	changes := watch(ut)
+	up[0].SetMode(faultdns.Refused)
+	up[1].SetMode(faultdns.Closed)
+	serve(t, ut, newClientQuery("www.example.org", dns.TypeA), false)
+	expectChange(t, changes, up[0], false)
+	expectChange(t, changes, up[1], false)
+
+	for _, name := range []string{"corp.example", "db.corp.example", "A.Deep.CORP.example"} {
+		for _, tcp := range []bool{false, true} {
+			m, _ := serve(t, ut, newClientQuery(name, dns.TypeA), tcp)
+			if e := ede(m); m.Rcode != dns.RcodeServerFailure || e == nil || e.InfoCode != dns.ExtendedErrorCodeProhibited {
+				t.Fatalf("%s: want SERVFAIL with EDE Prohibited, got\n%s", name, m)
+			}
+		}
+	}
+	for _, name := range []string{"corp.example.", "db.corp.example.", "a.deep.corp.example."} {
+		if n := up[2].QueriesFor(name); n != 0 {
+			t.Errorf("the public tier saw %d queries for %s", n, name)
+		}
+	}
+	q := newClientQuery("www.example.org", dns.TypeA)
+	m, _ := serve(t, ut, q, false)
+	expectFrom(t, q, m, up[2])
+}
+
+// An answer from another address than the upstream's never counts, even
+// with the right ID and question: the socket is connected.
+func TestAnswerFromOtherAddressIgnored(t *testing.T) {
+	up := startUpstreams(t, 1)
+	up[0].SetMode(faultdns.Slow)
+	up[0].SetDelay(100 * time.Millisecond)
+	pool := &connPool{addr: up[0].Addr(), proto: "udp"}
+	defer pool.close()
+
+	q := newClientQuery("www.example.org", dns.TypeA)
+	wire, _ := q.Pack()
+	deadline := time.Now().Add(time.Minute)
+	a, err := pool.send(context.Background(), wire, 1232, deadline)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// A spoofer on another port of 127.0.0.1 answers first, perfectly.
+	spoof := new(dns.Msg)
+	spoof.SetReply(q)
+	spoof.Id = a.id
+	spoof.Answer = []dns.RR{&dns.A{Hdr: dns.RR_Header{Name: "www.example.org.", Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60}, A: net.IPv4(203, 0, 113, 66)}}
+	b, _ := spoof.Pack()
+	spoofer, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer spoofer.Close()
+	if _, err := spoofer.WriteTo(b, a.conn.LocalAddr()); err != nil {
+		t.Fatal(err)
+	}
+
+	m, err := a.await(deadline)
+	a.done(err)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := m.Answer[0].(*dns.A).A; !got.Equal(up[0].AnswerIP()) {
+		t.Fatalf("accepted the answer from %s, want the upstream's %s", got, up[0].AnswerIP())
+	}
+}
+
+// max_concurrent refuses the query beyond the limit at once.
+func TestMaxConcurrent(t *testing.T) {
+	up := startUpstreams(t, 1)
+	up[0].SetMode(faultdns.Slow)
+	up[0].SetDelay(300 * time.Millisecond)
+	ut := newPlugin(t, "upstreamtier {\n tier site %s\n max_concurrent 2\n hedge off\n}", up...)
+
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			serve(t, ut, newClientQuery("www.example.org", dns.TypeA), false)
+		}()
+	}
+	waitQueries(t, up[0], 2)
+	_, err := serve(t, ut, newClientQuery("www.example.org", dns.TypeA), false)
+	if !errors.Is(err, errOverload) {
+		t.Errorf("third query in flight: want the overload error, got %v", err)
+	}
+	wg.Wait()
+	q := newClientQuery("www.example.org", dns.TypeA)
+	m, _ := serve(t, ut, q, false)
+	expectFrom(t, q, m, up[0])
+}
+
+// Malformed queries get the right rcode, never a panic, and never reach
+// an upstream.
+func TestMalformedQueries(t *testing.T) {
+	up := startUpstreams(t, 1)
+	ut := newPlugin(t, "upstreamtier {\n tier site %s\n}", up...)
+
+	noQuestion := new(dns.Msg)
+	noQuestion.Id = 1
+	twoQuestions := newClientQuery("a.example.org", dns.TypeA)
+	twoQuestions.Question = append(twoQuestions.Question, dns.Question{Name: "b.example.org.", Qtype: dns.TypeA, Qclass: dns.ClassINET})
+	notify := newClientQuery("example.org", dns.TypeSOA)
+	notify.Opcode = dns.OpcodeNotify
+	update := newClientQuery("example.org", dns.TypeSOA)
+	update.Opcode = dns.OpcodeUpdate
+	ednsV1 := newClientQuery("www.example.org", dns.TypeA)
+	ednsV1.IsEdns0().SetVersion(1)
+	bigEDNS := newClientQuery("www.example.org", dns.TypeA)
+	bigEDNS.IsEdns0().SetUDPSize(65535)
+
+	tests := []struct {
+		name  string
+		q     *dns.Msg
+		rcode int  // returned to the server, which writes it when not success
+		wrote bool // whether the plugin wrote the answer itself
+	}{
+		{"no question", noQuestion, dns.RcodeFormatError, false},
+		{"two questions", twoQuestions, dns.RcodeFormatError, false},
+		{"NOTIFY", notify, dns.RcodeNotImplemented, false},
+		{"UPDATE", update, dns.RcodeNotImplemented, false},
+		{"EDNS version 1", ednsV1, dns.RcodeSuccess, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			rcode, m := serveRcode(t, ut, tc.q)
+			if rcode != tc.rcode {
+				t.Errorf("rcode %s, want %s", dns.RcodeToString[rcode], dns.RcodeToString[tc.rcode])
+			}
+			if (m != nil) != tc.wrote {
+				t.Errorf("wrote %v", m)
+			}
+			if m != nil && m.Rcode != dns.RcodeBadVers {
+				t.Errorf("want BADVERS, got %s", dns.RcodeToString[m.Rcode])
+			}
+		})
+	}
+	if n := up[0].Queries(); n != 0 {
+		t.Errorf("%d malformed queries reached the upstream", n)
+	}
+
+	// A huge EDNS0 buffer size is fine: the answer is forwarded.
+	m, _ := serve(t, ut, bigEDNS, false)
+	expectFrom(t, bigEDNS, m, up[0])
+}
