@@ -27,9 +27,9 @@ type attemptError struct {
 
 func (e *attemptError) Error() string {
 	if e.upstream == nil {
-		return e.reason
+		return e.what()
 	}
-	s := "tier " + e.upstream.tier.name + " " + e.upstream.Addr() + ": " + e.public()
+	s := "tier " + e.upstream.tier.name + " " + e.upstream.Addr() + ": " + e.what()
 	if e.err != nil {
 		s += ": " + e.err.Error()
 	}
@@ -37,6 +37,23 @@ func (e *attemptError) Error() string {
 }
 
 func (e *attemptError) Unwrap() error { return e.err }
+
+// public is the part of the error a client may see in an Extended DNS
+// Error: the tier and the reason, not the addresses of our upstreams.
+func (e *attemptError) public() string {
+	if e.upstream == nil {
+		return e.what()
+	}
+	return "tier " + e.upstream.tier.name + ": " + e.what()
+}
+
+// what is the reason, with the rcode when that was it.
+func (e *attemptError) what() string {
+	if e.reason == reasonRcode {
+		return e.reason + " " + dns.RcodeToString[e.rcode]
+	}
+	return e.reason
+}
 
 // label returns the reason as a metric label.
 func (e *attemptError) label() string {
@@ -49,19 +66,6 @@ func (e *attemptError) label() string {
 		return "mismatch"
 	}
 	return "network"
-}
-
-// public is the part of the error a client may see in an Extended DNS
-// Error: the tier and the reason, not the addresses of our upstreams.
-func (e *attemptError) public() string {
-	s := e.reason
-	if e.reason == reasonRcode {
-		s += " " + dns.RcodeToString[e.rcode]
-	}
-	if e.upstream == nil {
-		return s
-	}
-	return "tier " + e.upstream.tier.name + ": " + s
 }
 
 // classify turns a transport error into the reason the attempt failed.
