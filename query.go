@@ -183,7 +183,7 @@ func (q *query) race() (*dns.Msg, *Upstream, *attemptError) {
 		if q.running == 0 {
 			u := q.next()
 			if u == nil || !time.Now().Before(q.deadline) {
-				return nil, nil, q.last
+				return nil, nil, q.budgetSpent()
 			}
 			q.launch(u, false)
 		}
@@ -213,9 +213,14 @@ func (q *query) race() (*dns.Msg, *Upstream, *attemptError) {
 				}
 			}
 		case <-hedgeC:
-			if u := q.next(); u != nil && q.ut.hedgeSlot() {
+			// Take the slot first: a candidate taken without one would be
+			// lost to the failover should the attempts in flight fail.
+			if !q.ut.hedgeSlot() {
+				q.exhausted = true
+			} else if u := q.next(); u != nil {
 				q.launch(u, true)
 			} else {
+				q.ut.hedgeDone(true)
 				q.exhausted = true
 			}
 		case <-budget.C:
