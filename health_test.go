@@ -275,3 +275,15 @@ func TestShutdownStopsProbes(t *testing.T) {
 		t.Fatal("a probe was sent after shutdown")
 	}
 }
+
+// A hedge refused for want of a slot does not use up its candidate: when
+// the attempt in flight fails, the query fails over to that candidate.
+func TestHedgeCapKeepsCandidate(t *testing.T) {
+	up := startUpstreams(t, 3)
+	ut := newPlugin(t, "upstreamtier {\n tier site %s\n tier isp %s\n tier public %s\n hedge 10ms\n attempt_timeout 200ms\n fall 100\n}", up...)
+	ut.maxHedges = 0
+	up[0].SetMode(faultdns.Blackhole)
+	q := newClientQuery("www.example.org", dns.TypeA)
+	m, _ := serve(t, ut, q, false)
+	expectFrom(t, q, m, up[1])
+}
