@@ -135,6 +135,8 @@ func TestMalformedQueries(t *testing.T) {
 	update.Opcode = dns.OpcodeUpdate
 	ednsV1 := newClientQuery("www.example.org", dns.TypeA)
 	ednsV1.IsEdns0().SetVersion(1)
+	response := newClientQuery("www.example.org", dns.TypeA)
+	response.Response = true
 	bigEDNS := newClientQuery("www.example.org", dns.TypeA)
 	bigEDNS.IsEdns0().SetUDPSize(65535)
 
@@ -145,6 +147,7 @@ func TestMalformedQueries(t *testing.T) {
 		wrote bool // whether the plugin wrote the answer itself
 	}{
 		{"no question", noQuestion, dns.RcodeFormatError, false},
+		{"QR set", response, dns.RcodeFormatError, false},
 		{"two questions", twoQuestions, dns.RcodeFormatError, false},
 		{"NOTIFY", notify, dns.RcodeNotImplemented, false},
 		{"UPDATE", update, dns.RcodeNotImplemented, false},

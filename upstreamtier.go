@@ -111,11 +111,13 @@ func (ut *UpstreamTier) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *d
 }
 
 // checkQuery rejects what CoreDNS's server normally stops before it gets
-// here, for when the plugin is called some other way: not exactly one
-// question (FORMERR), an opcode other than QUERY (NOTIMP), an EDNS version
+// here, for when the plugin is called some other way: a response or not
+// exactly one question (FORMERR), an opcode other than QUERY (NOTIMP), an EDNS version
 // other than 0 (BADVERS, written here).
 func checkQuery(w dns.ResponseWriter, r *dns.Msg) (int, error) {
 	switch {
+	case r.Response:
+		return dns.RcodeFormatError, errResponse
 	case len(r.Question) != 1:
 		return dns.RcodeFormatError, errQuestions
 	case r.Opcode != dns.OpcodeQuery:
@@ -227,5 +229,6 @@ var (
 	errAllDown   = errors.New("all upstreams are down")
 	errOverload  = errors.New("max_concurrent queries in flight: refused")
 	errQuestions = errors.New("query without exactly one question")
+	errResponse  = errors.New("a response, not a query")
 	errOpcode    = errors.New("opcode other than QUERY")
 )
