@@ -132,6 +132,7 @@ func (q *query) inline(u *Upstream) (m *dns.Msg, err *attemptError, pending bool
 	a, serr := u.pool(proto).send(q.ctx, q.wire, q.udpSize, deadline)
 	if serr != nil {
 		_, err = q.settle(u, proto, nil, serr, start, deadline)
+		q.tap(u, proto, nil, start)
 		return nil, err, false
 	}
 	wait := deadline
