@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -431,7 +432,7 @@ func FuzzServeDNS(f *testing.F) {
 		if plugin.ClientWrite(rc) != (len(msgs) == 1) {
 			t.Fatalf("returned rcode %s (err %v) but wrote %d messages: the server would answer twice or never", rcodeName(rc), err, len(msgs))
 		}
-		if r.Id != before.Id || r.Opcode != before.Opcode || !sameQuestions(r.Question, before.Question) {
+		if r.Id != before.Id || r.Opcode != before.Opcode || !slices.Equal(r.Question, before.Question) {
 			t.Fatalf("the client's query was modified:\nbefore:\n%s\nafter:\n%s", before, r)
 		}
 		if len(msgs) == 0 {
@@ -478,18 +479,6 @@ func isFuzzing() bool {
 
 func sameQuestion(a, b dns.Question) bool {
 	return a.Qtype == b.Qtype && a.Qclass == b.Qclass && strings.EqualFold(a.Name, b.Name)
-}
-
-func sameQuestions(a, b []dns.Question) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func boolByte(b bool) byte {

@@ -12,6 +12,7 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -478,10 +479,10 @@ func TestSetupValid(t *testing.T) {
 				t.Fatalf("OnStartup: %v", err)
 			}
 
-			if !setupSameStrings(ut.from, tc.from) {
+			if !slices.Equal(ut.from, tc.from) {
 				t.Errorf("from = %q, want %q", ut.from, tc.from)
 			}
-			if !setupSameStrings(ut.except, tc.except) {
+			if !slices.Equal(ut.except, tc.except) {
 				t.Errorf("except = %q, want %q", ut.except, tc.except)
 			}
 			wantFailover := tc.failover
@@ -527,7 +528,7 @@ func setupCheckTier(t *testing.T, tr *Tier, want setupTierWant) {
 			t.Errorf("tier %q: upstream %s does not point back to its tier", want.name, u.Addr())
 		}
 	}
-	if !setupSameStrings(addrs, want.addrs) {
+	if !slices.Equal(addrs, want.addrs) {
 		t.Errorf("tier %q: upstreams = %q, want %q", want.name, addrs, want.addrs)
 	}
 	wantPolicy := want.policy
@@ -537,7 +538,7 @@ func setupCheckTier(t *testing.T, tr *Tier, want setupTierWant) {
 	if tr.policy == nil || tr.policy.String() != wantPolicy {
 		t.Errorf("tier %q: policy = %v, want %s", want.name, tr.policy, wantPolicy)
 	}
-	if !setupSameStrings(tr.except, want.except) {
+	if !slices.Equal(tr.except, want.except) {
 		t.Errorf("tier %q: except = %q, want %q", want.name, tr.except, want.except)
 	}
 	if tr.opts.ForceTCP != want.forceTCP {
@@ -642,18 +643,6 @@ func TestSetupErrorNamesLine(t *testing.T) {
 			t.Errorf("Test %d: errors = %q, want one starting with %q", i, got, tc.want)
 		}
 	}
-}
-
-func setupSameStrings(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func setupRcodeNames(set map[int]bool) string {
