@@ -1,0 +1,204 @@
+package main
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// upstreamtierStanza is the plugin's configuration under test; edit it here
+// when the plugin grows options. %[1]s is tier 1's address, %[2]s tier 2's.
+const upstreamtierStanza = `upstreamtier {
+        tier t1 %[1]s
+        tier t2 %[2]s
+    }`
+
+// forwardStanza is CoreDNS forward at its best for failover: the primary
+// first, fast health checks, one failure marks an upstream down.
+const forwardStanza = `forward . %[1]s %[2]s {
+        policy sequential
+        health_check 0.5s
+        max_fails 1
+    }`
+
+// corefile wraps a plugin stanza in a server block bound to loopback.
+const corefile = `.:%d {
+    bind 127.0.0.1
+    %s
+}
+`
+
+// dnsdistConf keeps T1 first with firstAvailable and checks both every second.
+// Security polling is off because it would query the internet.
+const dnsdistConf = `setLocal("127.0.0.1:%d")
+setSecurityPollSuffix("")
+setServerPolicy(firstAvailable)
+newServer({address="%s", order=1, healthCheckMode="auto", checkInterval=1})
+newServer({address="%s", order=2, healthCheckMode="auto", checkInterval=1})
+`
+
+// forwarder is one DNS forwarder the benchmark can start in front of two upstreams.
+type forwarder struct {
+	name string
+	bin  string // program to run; looked up on PATH unless absolute
+	// args writes any config file into dir and returns the command line.
+	args func(dir string, port int, t1, t2 string) ([]string, error)
+}
+
+// forwarders returns every forwarder known to the benchmark, coredns being the binary for the first two.
+func forwarders(coredns string) []forwarder {
+	coreArgs := func(stanza string) func(string, int, string, string) ([]string, error) {
+		return func(dir string, port int, t1, t2 string) ([]string, error) {
+			conf := filepath.Join(dir, "Corefile")
+			body := fmt.Sprintf(corefile, port, fmt.Sprintf(stanza, t1, t2))
+			return []string{"-conf", conf, "-quiet"}, os.WriteFile(conf, []byte(body), 0o644)
+		}
+	}
+	return []forwarder{
+		{name: "upstreamtier", bin: coredns, args: coreArgs(upstreamtierStanza)},
+		{name: "forward", bin: coredns, args: coreArgs(forwardStanza)},
+		{name: "dnsdist", bin: "dnsdist", args: func(dir string, port int, t1, t2 string) ([]string, error) {
+			conf := filepath.Join(dir, "dnsdist.conf")
+			body := fmt.Sprintf(dnsdistConf, port, t1, t2)
+			return []string{"--supervised", "--disable-syslog", "-C", conf}, os.WriteFile(conf, []byte(body), 0o644)
+		}},
+		{name: "dnsmasq", bin: "dnsmasq", args: func(_ string, port int, t1, t2 string) ([]string, error) {
+			return []string{
+				"--no-daemon", "--conf-file=/dev/null", // no system config sneaking in
+				"--no-resolv", "--no-hosts", "--strict-order",
+				"--server=" + dnsmasqAddr(t1), "--server=" + dnsmasqAddr(t2),
+				"--listen-address=127.0.0.1", fmt.Sprintf("--port=%d", port), "--bind-interfaces",
+				"--cache-size=0", "--pid-file=",
+			}, nil
+		}},
+	}
+}
+
+// dnsmasqAddr turns host:port into dnsmasq's host#port.
+func dnsmasqAddr(addr string) string { return strings.Replace(addr, ":", "#", 1) }
+
+// available reports whether the forwarder's program can be run here.
+func (f forwarder) available() bool {
+	_, err := exec.LookPath(f.bin)
+	return err == nil
+}
+
+// process is a running forwarder.
+type process struct {
+	name string
+	addr string
+	dir  string // the forwarder's config directory, removed on stop
+	cmd  *exec.Cmd
+	log  *os.File
+}
+
+// start runs f on a free loopback port in front of t1 and t2, logging to logPath, and waits until it answers.
+func (f forwarder) start(workDir, logPath, t1, t2 string) (*process, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp(workDir, f.name+"-")
+	if err != nil {
+		return nil, err
+	}
+	args, err := f.args(dir, port, t1, t2)
+	if err != nil {
+		return nil, err
+	}
+	log, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(f.bin, args...)
+	cmd.Dir = dir
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // never outlive the benchmark
+	if err := cmd.Start(); err != nil {
+		log.Close()
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	p := &process{name: f.name, addr: fmt.Sprintf("127.0.0.1:%d", port), dir: dir, cmd: cmd, log: log}
+	if err := probe(p.addr, 10*time.Second); err != nil {
+		p.stop()
+		return nil, fmt.Errorf("%s: %w (log: %s)", f.name, err, logPath)
+	}
+	return p, nil
+}
+
+// stop asks the forwarder to exit and kills it if it does not within 3 s.
+func (p *process) stop() {
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { p.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(3 * time.Second):
+		p.cmd.Process.Kill()
+		<-done
+	}
+	p.log.Close()
+	os.RemoveAll(p.dir)
+}
+
+// cpuTime returns the user+system CPU time the process has used so far.
+func (p *process) cpuTime() (time.Duration, error) {
+	return procCPU(fmt.Sprint(p.cmd.Process.Pid))
+}
+
+// procCPU returns the user+system CPU time of /proc/PID, all its threads included.
+func procCPU(pid string) (time.Duration, error) {
+	b, err := os.ReadFile("/proc/" + pid + "/stat")
+	if err != nil {
+		return 0, err
+	}
+	// The command name may hold spaces; the fields after its closing ')' do not.
+	s := string(b)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(fields) < 13 {
+		return 0, fmt.Errorf("short /proc stat: %q", s)
+	}
+	var utime, stime int64
+	fmt.Sscan(fields[11], &utime) // field 14 of stat(5); fields[0] is field 3
+	fmt.Sscan(fields[12], &stime)
+	// USER_HZ is 100 on every Linux ABI Go supports.
+	return time.Duration(utime+stime) * (time.Second / 100), nil
+}
+
+// freePort returns a loopback port that is free for UDP and TCP right now, picked
+// below the kernel's ephemeral range: an upstream whose port is Closed must be able
+// to bind it again, and at thousands of queries per second a forwarder's own
+// outgoing sockets would otherwise soon take it.
+func freePort() (int, error) {
+	lo := ephemeralLow()
+	for range 50 {
+		port := 10000 + rand.IntN(lo-10000)
+		u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
+		t, err := net.Listen("tcp", u.LocalAddr().String())
+		u.Close()
+		if err == nil {
+			t.Close()
+			return port, nil
+		}
+	}
+	return 0, fmt.Errorf("no free loopback port")
+}
+
+// ephemeralLow returns the first port of the kernel's ephemeral range.
+func ephemeralLow() int {
+	lo := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		fmt.Sscan(string(b), &lo)
+	}
+	return max(lo, 10001)
+}

@@ -1,0 +1,230 @@
+package main
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// phaseStats summarises the queries sent during one phase.
+type phaseStats struct {
+	sent, lost, servfail int
+	tier                 [3]int // answers by tier number; [0] is an answer with no known IP
+	p50, p99, max        time.Duration
+}
+
+// otherLoadNote is the CPU use by other processes, in cores, above which a run gets a note.
+const otherLoadNote = 0.25
+
+// switchWindow is the sliding window over which a tier switch must hold.
+const switchWindow = 100 * time.Millisecond
+
+// switchShare is the share of a window's queries the new tier must answer.
+const switchShare = 0.99
+
+// stats summarises the records sent in [from, to).
+func stats(recs []record, from, to time.Duration, timeout time.Duration) phaseStats {
+	var s phaseStats
+	var lats []time.Duration
+	for i := range recs {
+		r := &recs[i]
+		if t := time.Duration(r.sent); t < from || t >= to {
+			continue
+		}
+		s.sent++
+		d, ok := r.latency(timeout)
+		if !ok {
+			s.lost++
+			continue
+		}
+		lats = append(lats, d)
+		switch r.rcode {
+		case dns.RcodeSuccess:
+			s.tier[r.tier]++
+		case dns.RcodeServerFailure:
+			s.servfail++
+		}
+	}
+	if len(lats) > 0 {
+		slices.Sort(lats)
+		s.p50 = lats[len(lats)/2]
+		s.p99 = lats[min(len(lats)-1, int(math.Ceil(0.99*float64(len(lats))))-1)]
+		s.max = lats[len(lats)-1]
+	}
+	return s
+}
+
+// switchTime returns how long after from the queries sent in every full window up to to
+// got at least switchShare of their answers from tier; ok is false if the last window fails.
+// "Every window from then on" keeps a forwarder that flaps back from counting as switched.
+// Lost and failed queries count against the share: a window of silence is not a switch.
+func switchTime(recs []record, tier int8, from, to, timeout time.Duration) (time.Duration, bool) {
+	// Queries sent just before the phase ends may meet the upstreams' next state; they are not judged.
+	to -= switchWindow
+	// Records are in send order, so two indices bound the window.
+	lo := sort.Search(len(recs), func(i int) bool { return time.Duration(recs[i].sent) >= from })
+	hi, good := lo, 0
+	since := time.Duration(-1) // start of the current run of good windows
+	for ; lo < len(recs); lo++ {
+		start := time.Duration(recs[lo].sent)
+		if start+switchWindow > to {
+			break
+		}
+		for hi < len(recs) && time.Duration(recs[hi].sent) < start+switchWindow {
+			if answeredBy(&recs[hi], tier, timeout) {
+				good++
+			}
+			hi++
+		}
+		switch {
+		case float64(good) < switchShare*float64(hi-lo):
+			since = -1
+		case since < 0:
+			since = start
+		}
+		if answeredBy(&recs[lo], tier, timeout) {
+			good--
+		}
+	}
+	return since - from, since >= 0
+}
+
+// otherRcodes counts the answers that are neither NOERROR nor SERVFAIL, by rcode, e.g. "REFUSED 12".
+func otherRcodes(recs []record, timeout time.Duration) string {
+	counts := map[int8]int{}
+	for i := range recs {
+		r := &recs[i]
+		if _, ok := r.latency(timeout); ok && r.rcode != dns.RcodeSuccess && r.rcode != dns.RcodeServerFailure {
+			counts[r.rcode]++
+		}
+	}
+	var out []string
+	for rc, n := range counts {
+		out = append(out, fmt.Sprintf("%s %d", dns.RcodeToString[int(rc)], n))
+	}
+	slices.Sort(out)
+	return strings.Join(out, ", ")
+}
+
+// answeredBy reports whether r got a NOERROR answer from tier within timeout.
+func answeredBy(r *record, tier int8, timeout time.Duration) bool {
+	_, ok := r.latency(timeout)
+	return ok && r.rcode == dns.RcodeSuccess && r.tier == tier
+}
+
+// faultTable renders one scenario's runs as a markdown table, one row per forwarder.
+func faultTable(sc scenario, tm timing, runs []*faultRun, timeout time.Duration) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "### %s: %s\n\n", sc.name, sc.about)
+	fmt.Fprintf(&b, "Phases %v / %v / %v; each cell is before / during / after the fault; latencies in ms.\n\n", tm.before, tm.fault, tm.after)
+	b.WriteString("| forwarder | send qps | sent | lost | SERVFAIL | tier 1 | tier 2 | p50 | p99 | max | failover | failback |\n")
+	b.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+	var notes []string
+	for _, r := range runs {
+		recs := r.load.records
+		end := time.Duration(recs[len(recs)-1].sent) + 1
+		ph := [3]phaseStats{
+			stats(recs, 0, r.faultAt, timeout),
+			stats(recs, r.faultAt, r.recoverAt, timeout),
+			stats(recs, r.recoverAt, end, timeout),
+		}
+		cells := func(f func(phaseStats) string) string {
+			return f(ph[0]) + " / " + f(ph[1]) + " / " + f(ph[2])
+		}
+		count := func(f func(phaseStats) int) string {
+			return cells(func(s phaseStats) string { return fmt.Sprint(f(s)) })
+		}
+		lat := func(f func(phaseStats) time.Duration) string {
+			return cells(func(s phaseStats) string { return ms(f(s)) })
+		}
+		failover, failback := "never", "never"
+		if d, ok := switchTime(recs, 2, r.faultAt, r.recoverAt, timeout); sc.noTier2 {
+			failover = "n/a"
+		} else if ok {
+			failover = ms(d) + " ms"
+		}
+		if d, ok := switchTime(recs, 1, r.recoverAt, end, timeout); ok {
+			failback = ms(d) + " ms"
+		}
+		fmt.Fprintf(&b, "| %s | %.0f | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+			r.forwarder, r.load.sendRate(),
+			count(func(s phaseStats) int { return s.sent }),
+			count(func(s phaseStats) int { return s.lost }),
+			count(func(s phaseStats) int { return s.servfail }),
+			count(func(s phaseStats) int { return s.tier[1] }),
+			count(func(s phaseStats) int { return s.tier[2] }),
+			lat(func(s phaseStats) time.Duration { return s.p50 }),
+			lat(func(s phaseStats) time.Duration { return s.p99 }),
+			lat(func(s phaseStats) time.Duration { return s.max }),
+			failover, failback)
+		if o := otherRcodes(recs, timeout); o != "" {
+			notes = append(notes, fmt.Sprintf("%s: answers with other rcodes: %s", r.forwarder, o))
+		}
+		if u := ph[0].tier[0] + ph[1].tier[0] + ph[2].tier[0]; u > 0 {
+			notes = append(notes, fmt.Sprintf("%s: %d NOERROR answers without a known upstream's A record", r.forwarder, u))
+		}
+		if r.other > otherLoadNote {
+			notes = append(notes, fmt.Sprintf("%s: other processes kept %.1f cores busy during the run", r.forwarder, r.other))
+		}
+		if r.load.maxLag > 50*time.Millisecond {
+			notes = append(notes, fmt.Sprintf("%s: the load generator fell up to %s ms behind schedule", r.forwarder, ms(r.load.maxLag)))
+		}
+	}
+	for _, n := range notes {
+		fmt.Fprintf(&b, "\n- %s", n)
+	}
+	if len(notes) > 0 {
+		b.WriteString("\n")
+	}
+	return b.String()
+}
+
+// tputTable renders the throughput scenario, with the CPU ratio of upstreamtier to forward.
+func tputTable(rs []*tputResult, rate int, cpuDur time.Duration) string {
+	var b strings.Builder
+	b.WriteString("### throughput: healthy upstreams\n\n")
+	fmt.Fprintf(&b, "Flat out: answered QPS and loss. CPU: the forwarder's user+system CPU per 1000 answered queries at a fixed %d qps for %v, median of %d rounds run alternately (each round in the rounds column, with its achieved send rate next to it). Other load: the most cores that other processes kept busy during one of its CPU rounds.\n\n", rate, cpuDur, len(rs[0].cpuPerK))
+	b.WriteString("| forwarder | tool | QPS | lost | avg latency (ms) | CPU ms / 1000 queries | rounds | send qps | other load |\n")
+	b.WriteString("|---|---|--:|--:|--:|--:|---|--:|--:|\n")
+	var ut, fw time.Duration
+	for _, r := range rs {
+		var rounds, rates []string
+		for i, c := range r.cpuPerK {
+			rounds = append(rounds, ms(c))
+			rates = append(rates, fmt.Sprintf("%.0f", r.rates[i]))
+		}
+		m := median(r.cpuPerK)
+		switch r.forwarder {
+		case "upstreamtier":
+			ut = m
+		case "forward":
+			fw = m
+		}
+		fmt.Fprintf(&b, "| %s | %s | %.0f | %.2f%% | %s | %s | %s | %s | %.1f |\n",
+			r.forwarder, r.tool, r.qps, 100*r.lost, ms(r.avgLat), ms(m), strings.Join(rounds, ", "), strings.Join(rates, ", "), r.other)
+	}
+	if ut > 0 && fw > 0 {
+		fmt.Fprintf(&b, "\nCPU ratio upstreamtier / forward: **%.2f** (medians).\n", float64(ut)/float64(fw))
+	}
+	return b.String()
+}
+
+// ms formats d in milliseconds with two significant digits below 10 ms.
+func ms(d time.Duration) string {
+	v := float64(d) / float64(time.Millisecond)
+	switch {
+	case v == 0:
+		return "0"
+	case v < 1:
+		return fmt.Sprintf("%.2f", v)
+	case v < 10:
+		return fmt.Sprintf("%.1f", v)
+	default:
+		return fmt.Sprintf("%.0f", v)
+	}
+}
