@@ -13,23 +13,30 @@ import (
 )
 
 // upstreamtierStanza is the plugin's configuration under test; edit it here
-// when the plugin grows options. %[1]s is tier 1's address, %[2]s tier 2's.
+// when the plugin grows options. %[1]s is tier 1's address, %[2]s tier 2's,
+// %[3]s the options one scenario adds, each on a line of its own
+// (max_concurrent for overload).
 const upstreamtierStanza = `upstreamtier {
         tier t1 %[1]s
-        tier t2 %[2]s
+        tier t2 %[2]s%[3]s
     }`
 
 // forwardStanza is CoreDNS forward at its best for failover: the primary
-// first, fast health checks, one failure marks an upstream down.
+// first, fast health checks, one failure marks an upstream down, and a
+// SERVFAIL or REFUSED answer tries the next upstream as upstreamtier does.
+// %[3]s is as in upstreamtierStanza.
 const forwardStanza = `forward . %[1]s %[2]s {
         policy sequential
         health_check 0.5s
         max_fails 1
+        failover SERVFAIL REFUSED%[3]s
     }`
 
-// corefile wraps a plugin stanza in a server block bound to loopback.
+// corefile wraps a plugin stanza in a server block bound to loopback, with
+// metrics (the Go runtime's go_goroutines among them) on a port of their own.
 const corefile = `.:%d {
     bind 127.0.0.1
+    prometheus 127.0.0.1:%d
     %s
 }
 `
@@ -43,37 +50,52 @@ newServer({address="%s", order=1, healthCheckMode="auto", checkInterval=1})
 newServer({address="%s", order=2, healthCheckMode="auto", checkInterval=1})
 `
 
+// conf is what one start of a forwarder is configured with.
+type conf struct {
+	port        int    // where it serves DNS
+	metricsPort int    // where a coredns-based forwarder serves /metrics
+	t1, t2      string // the upstreams' addresses
+	limit       int    // queries in flight at most (max_concurrent); 0 for no limit
+}
+
 // forwarder is one DNS forwarder the benchmark can start in front of two upstreams.
 type forwarder struct {
-	name string
-	bin  string // program to run; looked up on PATH unless absolute
+	name    string
+	bin     string // program to run; looked up on PATH unless absolute
+	coredns bool   // the coredns binary: serves Go metrics and takes max_concurrent
+	// limit, set on a copy for one scenario, caps the queries in flight; coredns-based forwarders only.
+	limit int
 	// args writes any config file into dir and returns the command line.
-	args func(dir string, port int, t1, t2 string) ([]string, error)
+	args func(dir string, c conf) ([]string, error)
 }
 
 // forwarders returns every forwarder known to the benchmark, coredns being the binary for the first two.
 func forwarders(coredns string) []forwarder {
-	coreArgs := func(stanza string) func(string, int, string, string) ([]string, error) {
-		return func(dir string, port int, t1, t2 string) ([]string, error) {
-			conf := filepath.Join(dir, "Corefile")
-			body := fmt.Sprintf(corefile, port, fmt.Sprintf(stanza, t1, t2))
-			return []string{"-conf", conf, "-quiet"}, os.WriteFile(conf, []byte(body), 0o644)
+	coreArgs := func(stanza string) func(string, conf) ([]string, error) {
+		return func(dir string, c conf) ([]string, error) {
+			opts := ""
+			if c.limit > 0 {
+				opts = fmt.Sprintf("\n        max_concurrent %d", c.limit)
+			}
+			path := filepath.Join(dir, "Corefile")
+			body := fmt.Sprintf(corefile, c.port, c.metricsPort, fmt.Sprintf(stanza, c.t1, c.t2, opts))
+			return []string{"-conf", path, "-quiet"}, os.WriteFile(path, []byte(body), 0o644)
 		}
 	}
 	return []forwarder{
-		{name: "upstreamtier", bin: coredns, args: coreArgs(upstreamtierStanza)},
-		{name: "forward", bin: coredns, args: coreArgs(forwardStanza)},
-		{name: "dnsdist", bin: "dnsdist", args: func(dir string, port int, t1, t2 string) ([]string, error) {
-			conf := filepath.Join(dir, "dnsdist.conf")
-			body := fmt.Sprintf(dnsdistConf, port, t1, t2)
-			return []string{"--supervised", "--disable-syslog", "-C", conf}, os.WriteFile(conf, []byte(body), 0o644)
+		{name: "upstreamtier", bin: coredns, coredns: true, args: coreArgs(upstreamtierStanza)},
+		{name: "forward", bin: coredns, coredns: true, args: coreArgs(forwardStanza)},
+		{name: "dnsdist", bin: "dnsdist", args: func(dir string, c conf) ([]string, error) {
+			path := filepath.Join(dir, "dnsdist.conf")
+			body := fmt.Sprintf(dnsdistConf, c.port, c.t1, c.t2)
+			return []string{"--supervised", "--disable-syslog", "-C", path}, os.WriteFile(path, []byte(body), 0o644)
 		}},
-		{name: "dnsmasq", bin: "dnsmasq", args: func(_ string, port int, t1, t2 string) ([]string, error) {
+		{name: "dnsmasq", bin: "dnsmasq", args: func(_ string, c conf) ([]string, error) {
 			return []string{
 				"--no-daemon", "--conf-file=/dev/null", // no system config sneaking in
 				"--no-resolv", "--no-hosts", "--strict-order",
-				"--server=" + dnsmasqAddr(t1), "--server=" + dnsmasqAddr(t2),
-				"--listen-address=127.0.0.1", fmt.Sprintf("--port=%d", port), "--bind-interfaces",
+				"--server=" + dnsmasqAddr(c.t1), "--server=" + dnsmasqAddr(c.t2),
+				"--listen-address=127.0.0.1", fmt.Sprintf("--port=%d", c.port), "--bind-interfaces",
 				"--cache-size=0", "--pid-file=",
 			}, nil
 		}},
@@ -96,19 +118,27 @@ type process struct {
 	dir  string // the forwarder's config directory, removed on stop
 	cmd  *exec.Cmd
 	log  *os.File
+	// metrics is the URL of its Prometheus metrics, "" for a forwarder that serves none.
+	metrics string
 }
 
 // start runs f on a free loopback port in front of t1 and t2, logging to logPath, and waits until it answers.
 func (f forwarder) start(workDir, logPath, t1, t2 string) (*process, error) {
-	port, err := freePort()
-	if err != nil {
+	c := conf{t1: t1, t2: t2, limit: f.limit}
+	var err error
+	if c.port, err = freePort(); err != nil {
 		return nil, err
+	}
+	if f.coredns {
+		if c.metricsPort, err = freePort(); err != nil {
+			return nil, err
+		}
 	}
 	dir, err := os.MkdirTemp(workDir, f.name+"-")
 	if err != nil {
 		return nil, err
 	}
-	args, err := f.args(dir, port, t1, t2)
+	args, err := f.args(dir, c)
 	if err != nil {
 		return nil, err
 	}
@@ -125,7 +155,10 @@ func (f forwarder) start(workDir, logPath, t1, t2 string) (*process, error) {
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	p := &process{name: f.name, addr: fmt.Sprintf("127.0.0.1:%d", port), dir: dir, cmd: cmd, log: log}
+	p := &process{name: f.name, addr: fmt.Sprintf("127.0.0.1:%d", c.port), dir: dir, cmd: cmd, log: log}
+	if f.coredns {
+		p.metrics = fmt.Sprintf("http://127.0.0.1:%d/metrics", c.metricsPort)
+	}
 	if err := probe(p.addr, 10*time.Second); err != nil {
 		p.stop()
 		return nil, fmt.Errorf("%s: %w (log: %s)", f.name, err, logPath)

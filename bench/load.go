@@ -22,6 +22,7 @@ type record struct {
 	recv  atomic.Int64 // 0 while unanswered; written last by the reader
 	rcode int8
 	tier  int8 // 1, 2, ... from the answer's IP; 0 when the answer had no known IP
+	wrong bool // a NOERROR answer to another question, or with an A record neither upstream gives
 }
 
 // latency returns the query's latency and whether it was answered within timeout.
@@ -40,6 +41,7 @@ type loadResult struct {
 	records []record
 	elapsed time.Duration // from the first send to the last
 	maxLag  time.Duration // worst delay of a batch behind its schedule
+	sentN   atomic.Int64  // queries sent so far, so readers know which IDs are in use
 }
 
 // sendRate returns the achieved send rate, to show the generator kept up.
@@ -78,8 +80,8 @@ func (g *loadGen) run(d time.Duration, onStart func(time.Time)) (*loadResult, er
 	}
 	var wg sync.WaitGroup
 	res.start = time.Now()
-	for _, c := range conns {
-		wg.Go(func() { g.read(c, res) })
+	for k, c := range conns {
+		wg.Go(func() { g.read(k, len(conns), c, res) })
 	}
 	if onStart != nil {
 		onStart(res.start)
@@ -98,6 +100,7 @@ func (g *loadGen) run(d time.Duration, onStart func(time.Time)) (*loadResult, er
 		for ; next < due; next++ {
 			buf = g.pack(buf[:0], next)
 			res.records[next].sent = int64(time.Since(res.start))
+			res.sentN.Store(int64(next + 1))
 			// A failed write (e.g. ECONNREFUSED from an earlier ICMP) is just a lost query.
 			conns[next%len(conns)].Write(buf)
 		}
@@ -141,17 +144,20 @@ func (g *loadGen) dial() ([]*net.UDPConn, error) {
 // pack appends the wire form of query i to buf: q<i>.<prefix>bench.example. A, RD set.
 func (g *loadGen) pack(buf []byte, i int) []byte {
 	m := dns.Msg{}
-	m.SetQuestion("q"+strconv.Itoa(i)+"."+g.prefix+nameSuffix[1:], dns.TypeA)
-	m.Id = uint16(i) // #nosec G115 -- the ID only needs to vary; answers are matched by name
+	m.SetQuestion(g.name(i), dns.TypeA)
+	m.Id = uint16(i) // #nosec G115 -- IDs wrap; an answer is matched by socket and ID, then its question checked
 	out, _ := m.PackBuffer(buf)
 	return out
 }
 
-// read records every answer on c until c is closed.
-func (g *loadGen) read(c *net.UDPConn, res *loadResult) {
+// name returns query i's name, q<i>.<prefix>bench.example.
+func (g *loadGen) name(i int) string { return "q" + strconv.Itoa(i) + "." + g.prefix + nameSuffix[1:] }
+
+// read records every answer on c, socket k of n, until c is closed.
+func (g *loadGen) read(k, n int, c *net.UDPConn, res *loadResult) {
 	buf := make([]byte, 65535)
 	for {
-		n, err := c.Read(buf)
+		size, err := c.Read(buf)
 		if errors.Is(err, net.ErrClosed) {
 			return
 		}
@@ -160,11 +166,12 @@ func (g *loadGen) read(c *net.UDPConn, res *loadResult) {
 		}
 		now := int64(time.Since(res.start))
 		var m dns.Msg
-		if m.Unpack(buf[:n]) != nil || len(m.Question) == 0 {
+		if m.Unpack(buf[:size]) != nil {
 			continue
 		}
-		i, ok := g.index(m.Question[0].Name)
-		if !ok || i >= len(res.records) {
+		// As a stub resolver does: the socket and ID say which query this answers.
+		i := query(k, n, m.Id, int(res.sentN.Load()))
+		if i < 0 {
 			continue
 		}
 		r := &res.records[i]
@@ -173,23 +180,45 @@ func (g *loadGen) read(c *net.UDPConn, res *loadResult) {
 		}
 		r.rcode = int8(m.Rcode) // #nosec G115 -- rcodes in the header fit
 		r.tier = g.tierOf(&m)
+		r.wrong = m.Rcode == dns.RcodeSuccess && !g.right(&m, i)
 		r.recv.Store(now)
 	}
 }
 
-// index parses i back out of q<i>.<prefix>bench.example.
-func (g *loadGen) index(name string) (int, bool) {
-	name = strings.ToLower(name)
-	rest, ok := strings.CutPrefix(name, "q")
-	if !ok {
-		return 0, false
+// query returns the most recent of the first sent queries that went out on socket k of n with ID id, or -1.
+// IDs repeat every 65536 queries, half a minute at 2000 qps, long after the client timeout.
+func query(k, n int, id uint16, sent int) int {
+	const ids = 1 << 16
+	if sent <= int(id) {
+		return -1
 	}
-	num, tail, ok := strings.Cut(rest, ".")
-	if !ok || tail != g.prefix+nameSuffix[1:] {
-		return 0, false
+	for i := int(id) + (sent-1-int(id))/ids*ids; i >= 0; i -= ids {
+		if i%n == k {
+			return i
+		}
 	}
-	i, err := strconv.Atoi(num)
-	return i, err == nil
+	return -1
+}
+
+// right reports whether m answers query i's question and all its A records are the upstreams' IPs, at least one.
+func (g *loadGen) right(m *dns.Msg, i int) bool {
+	if len(m.Question) != 1 {
+		return false
+	}
+	q := m.Question[0]
+	if !strings.EqualFold(q.Name, g.name(i)) || q.Qtype != dns.TypeA || q.Qclass != dns.ClassINET {
+		return false
+	}
+	as := 0
+	for _, rr := range m.Answer {
+		if a, ok := rr.(*dns.A); ok {
+			if _, known := g.tiers[a.A.String()]; !known {
+				return false
+			}
+			as++
+		}
+	}
+	return as > 0
 }
 
 // tierOf returns the tier whose upstream put its IP in the answer, 0 if none did.

@@ -26,6 +26,9 @@ type bench struct {
 	tputDur   time.Duration
 	cpuDur    time.Duration
 	cpuRounds int
+	soak      time.Duration // the soak's length
+	flap      time.Duration // each of the soak's tier 1 outages, and each healthy stretch between them
+	overload  time.Duration // the overload flood per forwarder
 }
 
 // gen returns a load generator aimed at target with the bench's rate.
@@ -48,7 +51,10 @@ func main() {
 	flag.DurationVar(&b.tputDur, "tput-duration", 10*time.Second, "flat-out throughput run per forwarder")
 	flag.DurationVar(&b.cpuDur, "cpu-duration", 5*time.Second, "fixed-rate run per CPU round")
 	flag.IntVar(&b.cpuRounds, "cpu-rounds", 3, "CPU rounds per forwarder, run alternately")
-	scenarios := flag.String("scenarios", "blackhole,closed,servfail,slow,alldown,throughput", "comma-separated scenarios to run")
+	flag.DurationVar(&b.soak, "soak", 60*time.Second, "soak run per forwarder, at the fixed rate")
+	flag.DurationVar(&b.flap, "flap", 5*time.Second, "soak: tier 1 is blackholed, then healthy, for this long by turns")
+	flag.DurationVar(&b.overload, "overload", 20*time.Second, "overload flood per forwarder")
+	scenarios := flag.String("scenarios", "blackhole,closed,servfail,slow,alldown,soak,overload,throughput", "comma-separated scenarios to run")
 	which := flag.String("forwarders", "upstreamtier,forward,dnsdist,dnsmasq", "comma-separated forwarders to run")
 	coredns := flag.String("coredns", "", "coredns binary with upstreamtier and forward (default: build ./cmd/coredns into OUT/coredns)")
 	flag.Parse()
@@ -109,6 +115,28 @@ func (b *bench) main(scenarios, which []string, coredns string) error {
 			return err
 		}
 	}
+	if slices.Contains(scenarios, "soak") {
+		table, err := b.soakScenario(fws)
+		if err != nil {
+			return fmt.Errorf("soak: %w", err)
+		}
+		fmt.Println("\n" + table)
+		sections = append(sections, table)
+	}
+	if slices.Contains(scenarios, "overload") {
+		var runs []*overloadRun
+		for _, f := range fws {
+			fmt.Printf("overload: %s\n", f.name)
+			r, err := b.runOverload(f)
+			if err != nil {
+				return fmt.Errorf("overload/%s: %w", f.name, err)
+			}
+			runs = append(runs, r)
+		}
+		table := b.overloadTable(runs)
+		fmt.Println("\n" + table)
+		sections = append(sections, table)
+	}
 	if slices.Contains(scenarios, "throughput") {
 		rs, err := b.runThroughput(fws)
 		if err != nil {
@@ -121,6 +149,32 @@ func (b *bench) main(scenarios, which []string, coredns string) error {
 
 	doc := "# upstreamtier benchmark results\n\n" + b.machineNotes(fws, skipped, started, load0) + "\n" + strings.Join(sections, "\n")
 	return os.WriteFile(filepath.Join(b.out, "results.md"), []byte(doc), 0o644)
+}
+
+// soakScenario soaks the coredns-based forwarders among fws, plots them and returns the table.
+func (b *bench) soakScenario(fws []forwarder) (string, error) {
+	var runs []*soakRun
+	var plotted []*faultRun
+	var skipped []string
+	for _, f := range fws {
+		if !f.coredns {
+			skipped = append(skipped, f.name)
+			continue
+		}
+		fmt.Printf("soak: %s\n", f.name)
+		r, err := b.runSoak(f)
+		if err != nil {
+			return "", fmt.Errorf("%s: %w", f.name, err)
+		}
+		runs = append(runs, r)
+		plotted = append(plotted, &r.faultRun)
+	}
+	if len(runs) > 0 {
+		if err := plotLatency(filepath.Join(b.out, "soak.png"), "soak: "+b.soakAbout(), plotted, b.timeout); err != nil {
+			return "", err
+		}
+	}
+	return b.soakTable(runs, skipped), nil
 }
 
 // coredns returns the coredns binary to use, building ./cmd/coredns once when none is given.
@@ -166,7 +220,7 @@ func (b *bench) machineNotes(fws []forwarder, skipped []string, started time.Tim
 // version returns the first line the forwarder prints about its version.
 func version(f forwarder) string {
 	flag := "--version"
-	if f.name == "upstreamtier" || f.name == "forward" {
+	if f.coredns {
 		flag = "-version"
 	}
 	out, _ := exec.Command(f.bin, flag).CombinedOutput()

@@ -40,6 +40,7 @@ var (
 	colTier2  = color.RGBA{44, 160, 44, 255}
 	colFail   = color.RGBA{255, 127, 14, 255}
 	colLost   = color.RGBA{214, 39, 40, 255}
+	colWrong  = color.RGBA{148, 103, 189, 255}
 	colLostBG = color.RGBA{250, 240, 240, 255}
 )
 
@@ -48,7 +49,7 @@ func plotLatency(path, title string, runs []*faultRun, timeout time.Duration) er
 	img := image.NewRGBA(image.Rect(0, 0, plotW, headerH+len(runs)*panelH+footerH))
 	fillRect(img, 0, 0, plotW, img.Bounds().Dy(), colBG)
 	drawText(img, marginL, 12, title, textScale, colAxis)
-	legend(img, marginL, 46)
+	legend(img, marginL, 40)
 
 	var span time.Duration // the same x scale in every panel, so they line up
 	for _, r := range runs {
@@ -74,13 +75,17 @@ func plotLatency(path, title string, runs []*faultRun, timeout time.Duration) er
 	return f.Close()
 }
 
-// legend draws the colour key at (x, y).
+// legend draws the colour key at (x, y), wrapping to a second row when the first is full.
 func legend(img *image.RGBA, x, y int) {
 	items := []struct {
 		label string
 		c     color.Color
-	}{{"TIER 1 ANSWER", colTier1}, {"TIER 2 ANSWER", colTier2}, {"SERVFAIL / OTHER RCODE", colFail}, {"LOST (NO ANSWER IN 2 S)", colLost}, {"FAULT WINDOW", colFault}}
+	}{{"TIER 1 ANSWER", colTier1}, {"TIER 2 ANSWER", colTier2}, {"SERVFAIL / OTHER RCODE", colFail}, {"LOST (NO ANSWER IN 2 S)", colLost}, {"FAULT WINDOW", colFault}, {"WRONG ANSWER", colWrong}}
+	x0 := x
 	for _, it := range items {
+		if x+22+textWidth(it.label, textScale) > plotW-marginR {
+			x, y = x0, y+20
+		}
 		fillRect(img, x, y, 14, 14, it.c)
 		drawText(img, x+22, y, it.label, textScale, colAxis)
 		x += 22 + textWidth(it.label, textScale) + 36
@@ -100,16 +105,24 @@ func panel(img *image.RGBA, y int, r *faultRun, span, timeout time.Duration) {
 		return bottom - int(f*float64(panelPlot))
 	}
 
-	lost := 0
+	lost, wrong := 0, 0
 	for i := range r.load.records {
 		if _, ok := r.load.records[i].latency(timeout); !ok {
 			lost++
+		} else if r.load.records[i].wrong {
+			wrong++
 		}
 	}
-	drawText(img, x0, y+6, fmt.Sprintf("%s   (%d SENT, %d LOST)", r.forwarder, len(r.load.records), lost), textScale, colAxis)
+	counts := fmt.Sprintf("%d SENT, %d LOST", len(r.load.records), lost)
+	if wrong > 0 {
+		counts += fmt.Sprintf(", %d WRONG", wrong)
+	}
+	drawText(img, x0, y+6, fmt.Sprintf("%s   (%s)", r.forwarder, counts), textScale, colAxis)
 
 	fillRect(img, x0, band, x1-x0, lostBand, colLostBG)
-	fillRect(img, xOf(r.faultAt), band, xOf(r.recoverAt)-xOf(r.faultAt), top+panelPlot-band, colFault)
+	for _, w := range r.outages() {
+		fillRect(img, xOf(w.from), band, xOf(w.to)-xOf(w.from), top+panelPlot-band, colFault)
+	}
 	drawText(img, x0-textWidth("LOST", textScale)-8, band+5, "LOST", textScale, colLost)
 	lastLabel := band - 100 // labels go top down, so the timeout's always shows
 	for _, tick := range []struct {
@@ -148,6 +161,8 @@ func panel(img *image.RGBA, y int, r *faultRun, span, timeout time.Duration) {
 			cross(img, x, band+4+(i*7)%(lostBand-8), colLost)
 		case rec.rcode != dns.RcodeSuccess:
 			fillRect(img, x, yOf(d)-1, 2, 2, colFail)
+		case rec.wrong:
+			fillRect(img, x-1, yOf(d)-2, 4, 4, colWrong)
 		case rec.tier == 1:
 			fillRect(img, x, yOf(d)-1, 2, 2, colTier1)
 		default:

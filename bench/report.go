@@ -14,7 +14,8 @@ import (
 // phaseStats summarises the queries sent during one phase.
 type phaseStats struct {
 	sent, lost, servfail int
-	tier                 [3]int // answers by tier number; [0] is an answer with no known IP
+	wrong                int    // NOERROR answers to another question or with an unknown IP
+	tier                 [3]int // right NOERROR answers by tier number
 	p50, p99, max        time.Duration
 }
 
@@ -45,7 +46,11 @@ func stats(recs []record, from, to time.Duration, timeout time.Duration) phaseSt
 		lats = append(lats, d)
 		switch r.rcode {
 		case dns.RcodeSuccess:
-			s.tier[r.tier]++
+			if r.wrong {
+				s.wrong++
+			} else {
+				s.tier[r.tier]++
+			}
 		case dns.RcodeServerFailure:
 			s.servfail++
 		}
@@ -114,7 +119,7 @@ func otherRcodes(recs []record, timeout time.Duration) string {
 // answeredBy reports whether r got a NOERROR answer from tier within timeout.
 func answeredBy(r *record, tier int8, timeout time.Duration) bool {
 	_, ok := r.latency(timeout)
-	return ok && r.rcode == dns.RcodeSuccess && r.tier == tier
+	return ok && r.rcode == dns.RcodeSuccess && !r.wrong && r.tier == tier
 }
 
 // faultTable renders one scenario's runs as a markdown table, one row per forwarder.
@@ -122,8 +127,8 @@ func faultTable(sc scenario, tm timing, runs []*faultRun, timeout time.Duration)
 	var b strings.Builder
 	fmt.Fprintf(&b, "### %s: %s\n\n", sc.name, sc.about)
 	fmt.Fprintf(&b, "Phases %v / %v / %v; each cell is before / during / after the fault; latencies in ms.\n\n", tm.before, tm.fault, tm.after)
-	b.WriteString("| forwarder | send qps | sent | lost | SERVFAIL | tier 1 | tier 2 | p50 | p99 | max | failover | failback |\n")
-	b.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+	b.WriteString("| forwarder | send qps | sent | lost | SERVFAIL | wrong | tier 1 | tier 2 | p50 | p99 | max | failover | failback |\n")
+	b.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 	var notes []string
 	for _, r := range runs {
 		recs := r.load.records
@@ -151,37 +156,47 @@ func faultTable(sc scenario, tm timing, runs []*faultRun, timeout time.Duration)
 		if d, ok := switchTime(recs, 1, r.recoverAt, end, timeout); ok {
 			failback = ms(d) + " ms"
 		}
-		fmt.Fprintf(&b, "| %s | %.0f | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+		fmt.Fprintf(&b, "| %s | %.0f | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
 			r.forwarder, r.load.sendRate(),
 			count(func(s phaseStats) int { return s.sent }),
 			count(func(s phaseStats) int { return s.lost }),
 			count(func(s phaseStats) int { return s.servfail }),
+			count(func(s phaseStats) int { return s.wrong }),
 			count(func(s phaseStats) int { return s.tier[1] }),
 			count(func(s phaseStats) int { return s.tier[2] }),
 			lat(func(s phaseStats) time.Duration { return s.p50 }),
 			lat(func(s phaseStats) time.Duration { return s.p99 }),
 			lat(func(s phaseStats) time.Duration { return s.max }),
 			failover, failback)
-		if o := otherRcodes(recs, timeout); o != "" {
-			notes = append(notes, fmt.Sprintf("%s: answers with other rcodes: %s", r.forwarder, o))
-		}
-		if u := ph[0].tier[0] + ph[1].tier[0] + ph[2].tier[0]; u > 0 {
-			notes = append(notes, fmt.Sprintf("%s: %d NOERROR answers without a known upstream's A record", r.forwarder, u))
-		}
-		if r.other > otherLoadNote {
-			notes = append(notes, fmt.Sprintf("%s: other processes kept %.1f cores busy during the run", r.forwarder, r.other))
-		}
-		if r.load.maxLag > 50*time.Millisecond {
-			notes = append(notes, fmt.Sprintf("%s: the load generator fell up to %s ms behind schedule", r.forwarder, ms(r.load.maxLag)))
-		}
+		notes = append(notes, r.notes(timeout)...)
 	}
+	writeNotes(&b, notes)
+	return b.String()
+}
+
+// notes returns what a reader of a fixed-rate run's row should also know.
+func (r *faultRun) notes(timeout time.Duration) []string {
+	var notes []string
+	if o := otherRcodes(r.load.records, timeout); o != "" {
+		notes = append(notes, fmt.Sprintf("%s: answers with other rcodes: %s", r.forwarder, o))
+	}
+	if r.other > otherLoadNote {
+		notes = append(notes, fmt.Sprintf("%s: other processes kept %.1f cores busy during the run", r.forwarder, r.other))
+	}
+	if r.load.maxLag > 50*time.Millisecond {
+		notes = append(notes, fmt.Sprintf("%s: the load generator fell up to %s ms behind schedule", r.forwarder, ms(r.load.maxLag)))
+	}
+	return notes
+}
+
+// writeNotes appends notes to a table as a list, if there are any.
+func writeNotes(b *strings.Builder, notes []string) {
 	for _, n := range notes {
-		fmt.Fprintf(&b, "\n- %s", n)
+		fmt.Fprintf(b, "\n- %s", n)
 	}
 	if len(notes) > 0 {
 		b.WriteString("\n")
 	}
-	return b.String()
 }
 
 // tputTable renders the throughput scenario, with the CPU ratio of upstreamtier to forward.

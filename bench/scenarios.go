@@ -61,6 +61,18 @@ type faultRun struct {
 	recoverAt time.Duration // when it was switched off
 	fwCPU     time.Duration // the forwarder's CPU time during the run
 	other     float64       // cores kept busy by other processes meanwhile
+	flaps     []window      // the soak's tier 1 outages; nil in a fault scenario
+}
+
+// window is a stretch of a run, since the load started.
+type window struct{ from, to time.Duration }
+
+// outages returns the windows the plot shades: the soak's flaps, or the one fault window.
+func (r *faultRun) outages() []window {
+	if r.flaps != nil {
+		return r.flaps
+	}
+	return []window{{r.faultAt, r.recoverAt}}
 }
 
 // upstreamPair starts fresh tier 1 and tier 2 upstreams, so runs never share state.

@@ -36,36 +36,77 @@ func (b *bench) flatOut(p *process, tr *tputResult) error {
 		return b.dnsperf(p, tr)
 	}
 	tr.tool = "go closed loop"
-	return b.closedLoop(p, tr)
+	lr, err := b.closedLoop(p, closedLoopWorkers, b.tputDur)
+	if err != nil {
+		return err
+	}
+	tr.qps = float64(lr.answered) / b.tputDur.Seconds()
+	tr.lost = 1 - float64(lr.answered)/float64(max(1, lr.sent))
+	tr.avgLat = lr.latSum / time.Duration(max(1, lr.answered))
+	return nil
 }
-
-var dnsperfLine = regexp.MustCompile(`(?m)^\s*(Queries sent|Queries completed|Queries per second|Average Latency \(s\)):\s*([0-9.]+)`)
 
 // dnsperf runs dnsperf against p for the throughput duration, 8 clients, no rate limit.
 func (b *bench) dnsperf(p *process, tr *tputResult) error {
+	out, err := b.runDnsperf(p, b.tputDur, "-c", "8", "-t", "2")
+	if err != nil {
+		return err
+	}
+	tr.qps = out.values["Queries per second"]
+	tr.lost = 1 - out.values["Queries completed"]/out.values["Queries sent"]
+	tr.avgLat = time.Duration(out.values["Average Latency (s)"] * float64(time.Second))
+	return nil
+}
+
+var (
+	dnsperfLine   = regexp.MustCompile(`(?m)^\s*(Queries sent|Queries completed|Queries lost|Queries per second|Average Latency \(s\)):\s*([0-9.]+)`)
+	dnsperfRcodes = regexp.MustCompile(`(?m)^\s*Response codes:\s*(.*)$`)
+	dnsperfRcode  = regexp.MustCompile(`([A-Z0-9]+) ([0-9]+) \(`)
+)
+
+// dnsperfOut is what a dnsperf run reported.
+type dnsperfOut struct {
+	values map[string]float64 // by the label dnsperfLine matches
+	rcodes map[string]int     // answers by rcode name
+}
+
+// runDnsperf runs dnsperf against p for d with the bench's query file and the extra args, and parses its statistics.
+func (b *bench) runDnsperf(p *process, d time.Duration, args ...string) (*dnsperfOut, error) {
+	qfile, err := b.queryFile()
+	if err != nil {
+		return nil, err
+	}
+	_, port, _ := net.SplitHostPort(p.addr)
+	secs := strconv.Itoa(max(1, int(d.Seconds())))
+	args = append([]string{"-s", "127.0.0.1", "-p", port, "-l", secs, "-d", qfile}, args...)
+	out, err := exec.Command("dnsperf", args...).CombinedOutput()
+	if err != nil {
+		return nil, fmt.Errorf("dnsperf: %v: %s", err, out)
+	}
+	res := &dnsperfOut{values: map[string]float64{}, rcodes: map[string]int{}}
+	for _, m := range dnsperfLine.FindAllStringSubmatch(string(out), -1) {
+		res.values[m[1]], _ = strconv.ParseFloat(m[2], 64)
+	}
+	if res.values["Queries sent"] == 0 {
+		return nil, fmt.Errorf("dnsperf output not understood: %s", out)
+	}
+	if m := dnsperfRcodes.FindStringSubmatch(string(out)); m != nil {
+		for _, rc := range dnsperfRcode.FindAllStringSubmatch(m[1], -1) {
+			res.rcodes[rc[1]], _ = strconv.Atoi(rc[2])
+		}
+	}
+	return res, nil
+}
+
+// queryFile returns the dnsperf query file, writing it on first use.
+func (b *bench) queryFile() (string, error) {
 	qfile := filepath.Join(b.out, "queries.txt")
 	if _, err := os.Stat(qfile); err != nil {
 		if err := writeQueryFile(qfile, 200000); err != nil {
-			return err
+			return "", err
 		}
 	}
-	_, port, _ := net.SplitHostPort(p.addr)
-	secs := strconv.Itoa(max(1, int(b.tputDur.Seconds())))
-	out, err := exec.Command("dnsperf", "-s", "127.0.0.1", "-p", port, "-l", secs, "-c", "8", "-t", "2", "-d", qfile).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("dnsperf: %v: %s", err, out)
-	}
-	v := map[string]float64{}
-	for _, m := range dnsperfLine.FindAllStringSubmatch(string(out), -1) {
-		v[m[1]], _ = strconv.ParseFloat(m[2], 64)
-	}
-	if v["Queries sent"] == 0 {
-		return fmt.Errorf("dnsperf output not understood: %s", out)
-	}
-	tr.qps = v["Queries per second"]
-	tr.lost = 1 - v["Queries completed"]/v["Queries sent"]
-	tr.avgLat = time.Duration(v["Average Latency (s)"] * float64(time.Second))
-	return nil
+	return qfile, nil
 }
 
 // writeQueryFile writes n unique A names in dnsperf's format; n beyond what one run sends keeps them unique.
@@ -85,22 +126,32 @@ func writeQueryFile(path string, n int) error {
 	return f.Close()
 }
 
-// closedLoopWorkers is how many queries the Go closed loop keeps outstanding.
+// closedLoopWorkers is how many queries the Go closed loop keeps outstanding for throughput.
 const closedLoopWorkers = 32
 
-// closedLoop keeps closedLoopWorkers queries outstanding, each worker on its own socket.
-func (b *bench) closedLoop(p *process, tr *tputResult) error {
-	var answered, sent atomic.Int64
-	var latSum atomic.Int64
-	deadline := time.Now().Add(b.tputDur)
+// loopResult is what a closed loop sent and got back.
+type loopResult struct {
+	sent, answered int64
+	latSum         time.Duration  // over the answered queries
+	rcodes         map[string]int // answers by rcode name
+}
+
+// closedLoop keeps workers queries outstanding against p for d, each worker on its own socket.
+func (b *bench) closedLoop(p *process, workers int, d time.Duration) (*loopResult, error) {
+	var answered, sent, latSum atomic.Int64
+	var mu sync.Mutex
+	rcodes := map[string]int{}
+	deadline := time.Now().Add(d)
 	var wg sync.WaitGroup
-	for w := range closedLoopWorkers {
+	defer wg.Wait()
+	for w := range workers {
 		c, err := net.Dial("udp", p.addr)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		wg.Go(func() {
 			defer c.Close()
+			mine := map[int]int{}
 			buf := make([]byte, 4096)
 			for i := 0; time.Now().Before(deadline); i++ {
 				m := new(dns.Msg)
@@ -120,17 +171,20 @@ func (b *bench) closedLoop(p *process, tr *tputResult) error {
 					if r.Unpack(buf[:n]) == nil && r.Id == m.Id {
 						answered.Add(1)
 						latSum.Add(int64(time.Since(t0)))
+						mine[r.Rcode]++
 						break
 					}
 				}
 			}
+			mu.Lock()
+			for rc, n := range mine {
+				rcodes[dns.RcodeToString[rc]] += n
+			}
+			mu.Unlock()
 		})
 	}
 	wg.Wait()
-	tr.qps = float64(answered.Load()) / b.tputDur.Seconds()
-	tr.lost = 1 - float64(answered.Load())/float64(max(1, sent.Load()))
-	tr.avgLat = time.Duration(latSum.Load() / max(1, answered.Load()))
-	return nil
+	return &loopResult{sent: sent.Load(), answered: answered.Load(), latSum: time.Duration(latSum.Load()), rcodes: rcodes}, nil
 }
 
 // cpuRound loads p at the fixed rate for cpuDur and records its CPU time per 1000 answered queries.
