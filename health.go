@@ -71,6 +71,9 @@ type health struct {
 	down   atomic.Bool
 	srtt   atomic.Int64 // smoothed RTT in ns (RFC 6298), 0 until the first answer
 	rttvar atomic.Int64 // RTT variation in ns
+	// answered is when the last good answer arrived, in Unix ns: a timeout
+	// of an attempt started before it is not held against the upstream.
+	answered atomic.Int64
 
 	mu      sync.Mutex
 	fails   int       // consecutive failed attempts
@@ -90,6 +93,7 @@ func (u *Upstream) observe(rtt time.Duration) {
 		u.hc.answered.Store(true)
 	}
 	h := &u.health
+	h.answered.Store(time.Now().UnixNano())
 	h.mu.Lock()
 	h.fails = 0
 	srtt, rttvar := time.Duration(h.srtt.Load()), time.Duration(h.rttvar.Load())
@@ -104,10 +108,17 @@ func (u *Upstream) observe(rtt time.Duration) {
 	h.mu.Unlock()
 }
 
-// fail records a failed attempt; the fall-th in a row marks the upstream
-// down and starts probing it.
-func (u *Upstream) fail(cause *attemptError) {
+// fail records a failed attempt that started at start; the fall-th in a
+// row marks the upstream down and starts probing it. A timeout does not
+// count when the upstream has answered another query since the attempt
+// started: it is alive, only busy or dropping a few queries (overload,
+// rate limiting), and marking it down would turn a slowdown into an outage.
+// Hedging already hides that latency from clients.
+func (u *Upstream) fail(cause *attemptError, start time.Time) {
 	h := &u.health
+	if cause.reason == reasonTimeout && h.answered.Load() > start.UnixNano() {
+		return
+	}
 	h.mu.Lock()
 	h.fails++
 	if h.fails < u.hc.fall || h.down.Load() {

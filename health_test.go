@@ -2,6 +2,7 @@ package upstreamtier
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -286,4 +287,41 @@ func TestHedgeCapKeepsCandidate(t *testing.T) {
 	q := newClientQuery("www.example.org", dns.TypeA)
 	m, _ := serve(t, ut, q, false)
 	expectFrom(t, q, m, up[1])
+}
+
+// A timeout does not count against an upstream that answered another query
+// since the attempt started: it is alive, only busy or dropping a few.
+func TestTimeoutOfLiveUpstreamNotCounted(t *testing.T) {
+	up := startUpstreams(t, 2)
+	ut := newPlugin(t, "upstreamtier {\n tier site %s\n tier isp %s\n fall 2\n hedge off\n attempt_timeout 1s\n}", up...)
+	changes := watch(ut)
+
+	up[0].SetMode(faultdns.Slow)
+	up[0].SetDelay(time.Hour) // the queries that arrive now are never answered
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		q := newClientQuery("dropped.example.org", dns.TypeA)
+		m, _ := serve(t, ut, q, false)
+		expectFrom(t, q, m, up[1]) // after tier 1's timeout
+	}()
+	waitQueries(t, up[0], 1)
+	up[0].SetMode(faultdns.OK)
+	q := newClientQuery("answered.example.org", dns.TypeA)
+	m, _ := serve(t, ut, q, false)
+	expectFrom(t, q, m, up[0])
+	wg.Wait()
+
+	// One more timeout, with no answer since: the first that counts.
+	up[0].SetMode(faultdns.Slow)
+	serve(t, ut, newClientQuery("dropped2.example.org", dns.TypeA), false)
+	select {
+	case c := <-changes:
+		t.Fatalf("upstream marked down by timeouts while it answered: %+v", c)
+	default:
+	}
+	up[0].SetMode(faultdns.Blackhole)
+	serve(t, ut, newClientQuery("dropped3.example.org", dns.TypeA), false)
+	expectChange(t, changes, up[0], false)
 }

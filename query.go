@@ -299,7 +299,7 @@ func (q *outgoing) settle(u *Upstream, proto string, m *dns.Msg, err error, star
 	}
 	if aerr != nil {
 		attemptFailures.WithLabelValues(metrics.WithServer(q.ctx), u.tier.name, u.Addr(), aerr.label()).Inc()
-		u.fail(aerr)
+		u.fail(aerr, start)
 		return nil, aerr
 	}
 	rtt := time.Since(start)
