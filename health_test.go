@@ -207,33 +207,31 @@ func TestHedge(t *testing.T) {
 	}
 }
 
-// With hedge off, a slow upstream is waited for until its attempt times out.
-func TestHedgeOff(t *testing.T) {
-	up := startUpstreams(t, 2)
-	ut := newPlugin(t, "upstreamtier {\n tier site %s\n tier isp %s\n hedge off\n attempt_timeout 1s\n}", up...)
-	up[0].SetMode(faultdns.Slow)
-	up[0].SetDelay(50 * time.Millisecond)
-	q := newClientQuery("www.example.org", dns.TypeA)
-	m, _ := serve(t, ut, q, false)
-	expectFrom(t, q, m, up[0])
-	if up[1].Queries() != 0 {
-		t.Error("hedge off, yet tier 2 got a query")
+// Without hedging, a slow upstream is waited for: with hedge off, and when
+// the plugin-wide cap on hedges in flight leaves no slot free.
+func TestNoHedge(t *testing.T) {
+	tests := []struct {
+		name      string
+		stanza    string
+		maxHedges int64
+	}{
+		{"hedge off", "upstreamtier {\n tier site %s\n tier isp %s\n hedge off\n attempt_timeout 1s\n}", defaultMaxHedges},
+		{"no hedge slot", "upstreamtier {\n tier site %s\n tier isp %s\n hedge 10ms\n fall 100\n}", 0},
 	}
-}
-
-// The plugin-wide cap on hedges in flight holds: with no slot free, the
-// slow upstream is waited for.
-func TestHedgeCap(t *testing.T) {
-	up := startUpstreams(t, 2)
-	ut := newPlugin(t, "upstreamtier {\n tier site %s\n tier isp %s\n hedge 10ms\n fall 100\n}", up...)
-	ut.maxHedges = 0
-	up[0].SetMode(faultdns.Slow)
-	up[0].SetDelay(50 * time.Millisecond)
-	q := newClientQuery("www.example.org", dns.TypeA)
-	m, _ := serve(t, ut, q, false)
-	expectFrom(t, q, m, up[0])
-	if up[1].Queries() != 0 {
-		t.Error("a hedge started beyond the cap")
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			up := startUpstreams(t, 2)
+			ut := newPlugin(t, tc.stanza, up...)
+			ut.maxHedges = tc.maxHedges
+			up[0].SetMode(faultdns.Slow)
+			up[0].SetDelay(50 * time.Millisecond)
+			q := newClientQuery("www.example.org", dns.TypeA)
+			m, _ := serve(t, ut, q, false)
+			expectFrom(t, q, m, up[0])
+			if up[1].Queries() != 0 {
+				t.Error("tier 2 got a hedge")
+			}
+		})
 	}
 }
 
