@@ -2,6 +2,7 @@ package upstreamtier
 
 import (
 	"context"
+	"errors"
 	"net"
 	"time"
 
@@ -22,7 +23,7 @@ func (u *Upstream) exchangeDoT(req *dns.Msg, deadline time.Time) (*dns.Msg, erro
 	defer cancel()
 	state := request.Request{W: dotWriter{}, Req: req}
 	ret, _, _, err := u.proxy.Connect(ctx, state, proxy.Options{ForceTCP: true, TLSConnectDeadline: deadline})
-	if err == proxy.ErrCachedClosed { // the upstream closed the pooled connection: once more
+	if errors.Is(err, proxy.ErrCachedClosed) { // the upstream closed the pooled connection: once more
 		ret, _, _, err = u.proxy.Connect(ctx, state, proxy.Options{ForceTCP: true, TLSConnectDeadline: deadline})
 	}
 	return ret, err
