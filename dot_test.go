@@ -13,6 +13,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -74,6 +75,11 @@ func startDoT(t *testing.T, notBefore, notAfter time.Time) (addr, caFile string)
 	srv := &dns.Server{Listener: l, Net: "tcp-tls", Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
 		m := new(dns.Msg)
 		m.SetReply(r)
+		if strings.HasPrefix(r.Question[0].Name, "tc.") { // a truncated answer, which DoT never needs
+			m.Truncated = true
+			w.WriteMsg(m)
+			return
+		}
 		m.Answer = []dns.RR{&dns.A{Hdr: dns.RR_Header{Name: r.Question[0].Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 30}, A: dotAnswer}}
 		w.WriteMsg(m)
 	})}
@@ -123,5 +129,20 @@ func TestDoT(t *testing.T) {
 			}
 			expectFrom(t, q, m, fallback)
 		})
+	}
+}
+
+// A truncated answer from a DoT upstream in a prefer_udp tier is passed on
+// as it is: there is no plain TCP to retry over.
+func TestDoTTruncatedPreferUDP(t *testing.T) {
+	addr, caFile := startDoT(t, time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
+	ut := newPlugin(t, fmt.Sprintf("upstreamtier {\n tier dot tls://%s {\n tls %s\n tls_servername %s\n prefer_udp\n }\n}", addr, caFile, dotServerName))
+	q := newClientQuery("tc.example.org", dns.TypeA)
+	m, err := serve(t, ut, q, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !m.Truncated || m.Id != q.Id {
+		t.Fatalf("want the truncated answer, got\n%s", m)
 	}
 }

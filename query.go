@@ -285,7 +285,7 @@ func (q *query) goRun(attempt func() outcome) {
 // settle judges the result of an attempt, tells the upstream's health about
 // it, and returns the answer when it may reach the client.
 func (q *outgoing) settle(u *Upstream, proto string, m *dns.Msg, err error, start, deadline time.Time) (*dns.Msg, *attemptError) {
-	if err == nil && m.Truncated && proto == "udp" && u.tier.opts.PreferUDP {
+	if err == nil && m.Truncated && proto == "udp" && u.tier.opts.PreferUDP && u.transport != transport.TLS {
 		m, err = u.pool("tcp").exchange(q.ctx, slices.Clone(q.wire), q.udpSize, deadline)
 	}
 	var aerr *attemptError
