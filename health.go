@@ -27,16 +27,21 @@ type healthCheck struct {
 	probes  sync.WaitGroup // running probe loops
 }
 
-// startProbing starts the probe loop of a down upstream, unless the plugin
-// is shutting down: attempts still in flight may report a failure then.
-func (hc *healthCheck) startProbing(u *Upstream, flaps int) {
+// goProbe runs probe in a goroutine that shutdown waits for, unless the
+// plugin is shutting down: attempts still in flight may report a failure
+// then. It reports whether the goroutine started.
+func (hc *healthCheck) goProbe(probe func()) bool {
 	hc.mu.Lock()
 	defer hc.mu.Unlock()
 	if hc.stopped {
-		return
+		return false
 	}
 	hc.probes.Add(1)
-	go u.probeLoop(flaps)
+	go func() {
+		defer hc.probes.Done()
+		probe()
+	}()
+	return true
 }
 
 // shutdown ends every probe loop and waits for them.
@@ -136,7 +141,7 @@ func (u *Upstream) fail(cause *attemptError, start time.Time) {
 	h.mu.Unlock()
 
 	u.hc.changed(u, false, cause)
-	u.hc.startProbing(u, flaps)
+	u.hc.goProbe(func() { u.probeLoop(flaps) })
 }
 
 // markUp brings the upstream back after rise good probes.
@@ -172,7 +177,6 @@ const defaultHedgeDelay = 100 * time.Millisecond
 // doubling the interval after each failure up to maxBackoff times the base.
 // A flapping upstream starts further backed off: that is the hysteresis.
 func (u *Upstream) probeLoop(flaps int) {
-	defer u.hc.probes.Done()
 	base := u.hc.interval
 	ceiling := maxBackoff * base
 	interval := min(base<<flaps, ceiling)

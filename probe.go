@@ -6,8 +6,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/coredns/coredns/plugin/pkg/transport"
-
 	"github.com/miekg/dns"
 )
 
@@ -21,17 +19,11 @@ func (u *Upstream) probe() error {
 	attempt, _ := u.timeouts(u.hc.limit)
 	deadline := time.Now().Add(attempt)
 
-	var ret *dns.Msg
-	var err error
-	if u.transport == transport.TLS {
-		ret, err = u.exchangeDoT(m, deadline)
-	} else {
-		wire, perr := m.Pack()
-		if perr != nil {
-			return perr
-		}
-		ret, err = u.pool(u.proto("udp")).exchange(context.Background(), wire, dns.MinMsgSize, deadline)
+	wire, err := m.Pack()
+	if err != nil {
+		return err
 	}
+	ret, err := u.exchange(context.Background(), u.proto("udp"), m, wire, dns.MinMsgSize, deadline)
 	switch {
 	case err != nil:
 		return err

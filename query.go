@@ -251,21 +251,19 @@ func (q *query) launch(u *Upstream, hedge bool) {
 	}
 	proto := u.proto(q.clientProto)
 
-	o := q.outgoing
+	// Each attempt gets its own copy of what it sends: the DoT proxy
+	// rewrites the request's ID, the pool writes its ID into the wire.
+	var req *dns.Msg
+	var wire []byte
 	if u.transport == transport.TLS {
-		req := q.req.Copy() // pkg/proxy rewrites the ID of the request it sends
-		q.goRun(func() outcome {
-			defer o.ut.hedgeDone(hedge)
-			ret, err := u.exchangeDoT(req, deadline)
-			m, aerr := o.settle(u, proto, ret, err, start, deadline)
-			return outcome{m, u, aerr, proto, start}
-		})
-		return
+		req = q.req.Copy()
+	} else {
+		wire = slices.Clone(q.wire)
 	}
-	wire := slices.Clone(q.wire) // each attempt writes its own ID into it
+	o := q.outgoing
 	q.goRun(func() outcome {
 		defer o.ut.hedgeDone(hedge)
-		ret, err := u.pool(proto).exchange(o.ctx, wire, o.udpSize, deadline)
+		ret, err := u.exchange(o.ctx, proto, req, wire, o.udpSize, deadline)
 		m, aerr := o.settle(u, proto, ret, err, start, deadline)
 		return outcome{m, u, aerr, proto, start}
 	})

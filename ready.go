@@ -11,19 +11,14 @@ func (ut *UpstreamTier) Ready() bool { return ut.hc.answered.Load() }
 func (hc *healthCheck) startupProbes(ut *UpstreamTier) {
 	for _, t := range ut.tiers {
 		for _, u := range t.upstreams {
-			hc.mu.Lock()
-			if hc.stopped {
-				hc.mu.Unlock()
-				return
-			}
-			hc.probes.Add(1)
-			hc.mu.Unlock()
-			go func() {
-				defer hc.probes.Done()
+			started := hc.goProbe(func() {
 				if u.probe() == nil {
 					hc.answered.Store(true)
 				}
-			}()
+			})
+			if !started {
+				return
+			}
 		}
 	}
 }

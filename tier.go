@@ -42,14 +42,3 @@ func (t *Tier) available() bool {
 	}
 	return false
 }
-
-// upCount returns how many of the tier's upstreams are up.
-func (t *Tier) upCount() int {
-	n := 0
-	for _, u := range t.upstreams {
-		if u.available() {
-			n++
-		}
-	}
-	return n
-}

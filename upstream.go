@@ -1,11 +1,14 @@
 package upstreamtier
 
 import (
+	"context"
 	"runtime"
 	"time"
 
 	"github.com/coredns/coredns/plugin/pkg/proxy"
 	"github.com/coredns/coredns/plugin/pkg/transport"
+
+	"github.com/miekg/dns"
 )
 
 // Upstream is one server of a tier. Plain DNS goes over the upstream's own
@@ -59,6 +62,17 @@ func (u *Upstream) pool(proto string) *connPool {
 		return u.tcp
 	}
 	return u.udp
+}
+
+// exchange sends one query to the upstream and waits for its answer until
+// the deadline: over DoT through pkg/proxy, which sends req; otherwise over
+// the pool for proto, which sends wire. Both are the caller's own: they are
+// modified.
+func (u *Upstream) exchange(ctx context.Context, proto string, req *dns.Msg, wire []byte, udpSize uint16, deadline time.Time) (*dns.Msg, error) {
+	if u.transport == transport.TLS {
+		return u.exchangeDoT(req, deadline)
+	}
+	return u.pool(proto).exchange(ctx, wire, udpSize, deadline)
 }
 
 // start opens the DoT connection pool; plain DNS pools need no start.
