@@ -19,7 +19,7 @@ type healthCheck struct {
 	changed func(u *Upstream, up bool, cause *attemptError)
 	server  string // the server label of the health metrics
 
-	answered atomic.Bool // some upstream has answered: ready
+	ready atomic.Bool // some upstream has answered: the plugin is ready
 
 	mu      sync.Mutex
 	stopped bool
@@ -94,8 +94,8 @@ func (u *Upstream) available() bool { return !u.health.down.Load() }
 
 // observe records a good answer and its RTT.
 func (u *Upstream) observe(rtt time.Duration) {
-	if !u.hc.answered.Load() {
-		u.hc.answered.Store(true)
+	if !u.hc.ready.Load() {
+		u.hc.ready.Store(true)
 	}
 	h := &u.health
 	h.answered.Store(time.Now().UnixNano())

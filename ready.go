@@ -5,7 +5,7 @@ package upstreamtier
 // when every upstream fails later, clients get a fast SERVFAIL from every
 // replica, which beats Kubernetes taking all of them out of the Service and
 // with them the cluster's own names.
-func (ut *UpstreamTier) Ready() bool { return ut.hc.answered.Load() }
+func (ut *UpstreamTier) Ready() bool { return ut.hc.ready.Load() }
 
 // startupProbes asks every upstream once, in the background.
 func (hc *healthCheck) startupProbes(ut *UpstreamTier) {
@@ -13,7 +13,7 @@ func (hc *healthCheck) startupProbes(ut *UpstreamTier) {
 		for _, u := range t.upstreams {
 			started := hc.goProbe(func() {
 				if u.probe() == nil {
-					hc.answered.Store(true)
+					hc.ready.Store(true)
 				}
 			})
 			if !started {
