@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"net"
 	"slices"
@@ -91,6 +92,7 @@ type Server struct {
 	conns   map[net.Conn]struct{}
 	queries int64
 	perName map[string]int64
+	rules   []Rule
 	waiters chan struct{} // closed on the next query; nil while nobody waits
 	closed  bool
 }
@@ -193,6 +195,51 @@ func (s *Server) SetMode(m Mode) error {
 		s.serve(udp, tcp)
 	}
 	s.mode = m
+	return nil
+}
+
+// Rule makes a server in mode OK serve some queries in another mode, as a
+// real resolver fails per name (a lame or DNSSEC-bogus zone) or per type
+// (REFUSED for AXFR over UDP): the queries whose name is at or below Zone
+// (any name if empty) and whose type is one of Qtypes (any type if empty),
+// and of those a Share of the names (all of them if 0), picked by a hash of
+// the name so that a name is always served the same way.
+type Rule struct {
+	Zone   string
+	Qtypes []uint16
+	Share  float64
+	Mode   Mode          // any mode but Closed, which is a property of the ports
+	Delay  time.Duration // how long Slow holds the reply
+}
+
+// matches reports whether the rule applies to q.
+func (r *Rule) matches(q dns.Question) bool {
+	if r.Zone != "" && !dns.IsSubDomain(dns.Fqdn(r.Zone), q.Name) {
+		return false
+	}
+	if len(r.Qtypes) > 0 && !slices.Contains(r.Qtypes, q.Qtype) {
+		return false
+	}
+	if r.Share <= 0 || r.Share >= 1 {
+		return true
+	}
+	h := fnv.New32a()
+	h.Write([]byte(dns.CanonicalName(q.Name)))
+	return float64(h.Sum32()) < r.Share*(1<<32)
+}
+
+// SetRules replaces the server's rules; the first rule that matches a query
+// decides how it is served while the server is in mode OK. In any other mode
+// the mode applies to every query, as a server that is down fails them all.
+func (s *Server) SetRules(rules ...Rule) error {
+	for _, r := range rules {
+		if r.Mode < OK || r.Mode > Garbage || r.Mode == Closed {
+			return fmt.Errorf("faultdns: mode %v cannot be a rule's", r.Mode)
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.rules = slices.Clone(rules)
 	return nil
 }
 
@@ -426,6 +473,13 @@ func (s *Server) receive(q *dns.Msg) (Mode, time.Duration) {
 		s.perName[dns.CanonicalName(q.Question[0].Name)]++
 	}
 	s.wake()
+	if s.mode == OK && len(q.Question) > 0 {
+		for _, r := range s.rules {
+			if r.matches(q.Question[0]) {
+				return r.Mode, r.Delay
+			}
+		}
+	}
 	return s.mode, s.delay
 }
 

@@ -3,6 +3,7 @@ package faultdns
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"runtime"
 	"strings"
@@ -648,5 +649,60 @@ func TestCloseLeavesNoGoroutines(t *testing.T) {
 	}
 	if err := s.SetMode(OK); !errors.Is(err, ErrClosed) {
 		t.Errorf("SetMode after Close = %v, want ErrClosed", err)
+	}
+}
+
+// Rules fail some names or types while the rest is answered, and only in mode OK.
+func TestRules(t *testing.T) {
+	s := start(t)
+	if err := s.SetRules(
+		Rule{Zone: "broken.test", Mode: ServFail},
+		Rule{Qtypes: []uint16{dns.TypeAXFR, dns.TypeIXFR}, Mode: Refused},
+		Rule{Zone: "slow.test", Share: 0.5, Mode: Slow, Delay: time.Millisecond},
+	); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name  string
+		qtype uint16
+		rcode int
+	}{
+		{"www.broken.test", dns.TypeA, dns.RcodeServerFailure},
+		{"BROKEN.test", dns.TypeAAAA, dns.RcodeServerFailure},
+		{"notbroken.test", dns.TypeA, dns.RcodeSuccess},
+		{"example.org", dns.TypeAXFR, dns.RcodeRefused},
+		{"example.org", dns.TypeIXFR, dns.RcodeRefused},
+		{"example.org", dns.TypeA, dns.RcodeSuccess},
+	} {
+		for _, network := range nets {
+			if r := exchange(t, network, s.Addr(), query(tc.name, tc.qtype)); r.Rcode != tc.rcode {
+				t.Errorf("%s %s/%s: rcode %s, want %s", tc.name, dns.TypeToString[tc.qtype], network, dns.RcodeToString[r.Rcode], dns.RcodeToString[tc.rcode])
+			}
+		}
+	}
+
+	// A share picks names by hash: about half, and always the same ones.
+	slow := Rule{Zone: "slow.test", Share: 0.5}
+	n := 0
+	for i := range 1000 {
+		q := dns.Question{Name: fmt.Sprintf("n%d.slow.test.", i), Qtype: dns.TypeA, Qclass: dns.ClassINET}
+		if slow.matches(q) {
+			n++
+			if !slow.matches(q) {
+				t.Fatalf("%s matched once, not twice", q.Name)
+			}
+		}
+	}
+	if n < 400 || n > 600 {
+		t.Errorf("share 0.5 matched %d of 1000 names", n)
+	}
+
+	// A server that is down fails every name, whatever the rules say.
+	setMode(t, s, NXDomain)
+	if r := exchange(t, "udp", s.Addr(), query("example.org", dns.TypeAXFR)); r.Rcode != dns.RcodeNameError {
+		t.Errorf("mode NXDOMAIN with rules: rcode %s", dns.RcodeToString[r.Rcode])
+	}
+	if err := s.SetRules(Rule{Mode: Closed}); err == nil {
+		t.Error("a Closed rule was accepted")
 	}
 }
