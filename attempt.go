@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"strings"
 
 	"github.com/miekg/dns"
 )
@@ -50,7 +51,7 @@ func (e *attemptError) public() string {
 // what is the reason, with the rcode when that was it.
 func (e *attemptError) what() string {
 	if e.reason == reasonRcode {
-		return e.reason + " " + dns.RcodeToString[e.rcode]
+		return e.reason + " " + rcodeName(e.rcode)
 	}
 	return e.reason
 }
@@ -66,6 +67,44 @@ func (e *attemptError) label() string {
 		return "mismatch"
 	}
 	return "network"
+}
+
+// answered reports whether the upstream sent something back: a failover
+// rcode or an answer that does not match is a failure of the attempt, but
+// proof that the upstream is there.
+func (e *attemptError) answered() bool {
+	return e.reason == reasonRcode || e.reason == reasonMismatch
+}
+
+// question is what a query asks, which its answer must echo.
+type question struct {
+	name          string
+	qtype, qclass uint16
+}
+
+// judge is the verdict on one exchange with an upstream, for client
+// attempts and probes alike: nil for an answer that may reach the client,
+// otherwise why it may not.
+func judge(u *Upstream, q question, failover map[int]bool, m *dns.Msg, err error) *attemptError {
+	switch {
+	case err != nil:
+		return classify(u, err)
+	case !q.echoedBy(m):
+		return &attemptError{upstream: u, reason: reasonMismatch}
+	case failover[m.Rcode]:
+		return &attemptError{upstream: u, reason: reasonRcode, rcode: m.Rcode}
+	}
+	return nil
+}
+
+// echoedBy reports whether m is a response to the question. The ID was
+// checked by the transport.
+func (q question) echoedBy(m *dns.Msg) bool {
+	if !m.Response || len(m.Question) != 1 {
+		return false
+	}
+	qq := m.Question[0]
+	return qq.Qtype == q.qtype && qq.Qclass == q.qclass && strings.EqualFold(qq.Name, q.name)
 }
 
 // classify turns a transport error into the reason the attempt failed.

@@ -4,27 +4,37 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
+
+// This file is the path from what an exchange says about an upstream to
+// the serving tier: report takes every client attempt's verdict, evidence
+// counts what says the upstream itself is down, markDown and markUp change
+// its state, and healthChanged moves the serving tier. Probes (probe.go)
+// feed the same functions.
 
 // healthCheck is the plugin-wide health configuration its upstreams share.
 type healthCheck struct {
-	interval time.Duration // base probe interval
+	interval time.Duration // probe interval of a down upstream, at most
+	standby  time.Duration // probe interval of an upstream that gets no traffic; 0: off
 	domain   string        // name probes ask for (type NS)
 	noRec    bool          // probes without the RD bit
-	fall     int           // consecutive failed attempts that mark an upstream down
-	rise     int           // consecutive good probes that bring it back
+	fall     int           // pieces of evidence in a row that mark an upstream down
+	rise     int           // good probes in a row that bring it back
 	limit    time.Duration // attempt_timeout: the probes' timeout cap too
 	failover map[int]bool  // rcodes that fail a probe as they fail an attempt
 
 	changed func(u *Upstream, up bool, cause *attemptError)
 	server  string // the server label of the health metrics
 
-	ready atomic.Bool // some upstream has answered: the plugin is ready
+	ready       atomic.Bool // some upstream has answered: the plugin is ready
+	noneServing atomic.Bool // no tier is available: down upstreams are probed at once
 
 	mu      sync.Mutex
 	stopped bool
 	stop    chan struct{}  // closed on shutdown: probes end
-	probes  sync.WaitGroup // running probe loops
+	probes  sync.WaitGroup // running probe goroutines
 }
 
 // goProbe runs probe in a goroutine that shutdown waits for, unless the
@@ -55,36 +65,41 @@ func (hc *healthCheck) shutdown() {
 	hc.probes.Wait()
 }
 
-// Bounds of the adaptive timeouts. The attempt timeout does not go below
-// minAttemptTimeout because an answer's RTT mixes cache hits and misses at
-// the upstream: a resolver that answers cached names in 1 ms needs far more
-// for a miss, and that is not a failure. Hedging covers the latency.
 const (
-	minAttemptTimeout = 200 * time.Millisecond
-	minHedgeDelay     = 25 * time.Millisecond
-	// maxBackoff caps the probe interval of an upstream that stays down,
-	// as a multiple of the base interval.
-	maxBackoff = 4
+	// minHedgeDelay is the shortest checkpoint of an attempt: before it, no
+	// hedge and no liveness question.
+	minHedgeDelay = 25 * time.Millisecond
+	// defaultHedgeDelay is the checkpoint before an upstream's RTT is known.
+	defaultHedgeDelay = 100 * time.Millisecond
 	// flapWindow: an upstream that goes down again within this time of
 	// coming back is flapping, and its probing starts further backed off.
 	flapWindow = 30 * time.Second
 	maxFlaps   = 2
 )
 
-// health is what recent attempts and probes say about one upstream.
+// health is what recent exchanges and probes say about one upstream.
 type health struct {
 	down   atomic.Bool
-	srtt   atomic.Int64 // smoothed RTT in ns (RFC 6298), 0 until the first answer
-	rttvar atomic.Int64 // RTT variation in ns
-	// answered is when the last good answer arrived, in Unix ns: a timeout
-	// of an attempt started before it is not held against the upstream.
+	srtt   atomic.Int64 // smoothed RTT of good answers in ns (RFC 6298), 0 until the first
+	rttvar atomic.Int64 // its variation in ns
+	// answered is when the upstream last sent anything back, in Unix ns:
+	// an answer of any rcode to any query or probe proves it is alive.
 	answered atomic.Int64
+	probeRTT atomic.Int64 // smoothed RTT of probes in ns: a cached name's, 0 until the first
 
-	mu      sync.Mutex
-	fails   int       // consecutive failed attempts
-	upSince time.Time // when the upstream last came back up
-	// downSince is when it last went down, in Unix ns: all_down try picks
-	// the upstream that was up most recently.
+	mu sync.Mutex
+	// fails counts the evidence in a row that the upstream is down: network
+	// errors, attempts that heard nothing back, failed probes. Any answer
+	// from the upstream ends the run.
+	fails int
+	// suspect counts answers in a row that failed their attempt (failover
+	// rcode, mismatch): not evidence, since one broken name causes them, but
+	// reason enough to probe.
+	suspect   int
+	probing   bool      // a suspicion probe is in flight
+	probed    time.Time // when the last suspicion probe started
+	liveness  *liveness // the liveness check in flight, nil if none
+	upSince   time.Time // when the upstream last came back up
 	downSince atomic.Int64
 	flaps     int // recent quick relapses; backs off the next probing
 }
@@ -92,15 +107,39 @@ type health struct {
 // available reports whether the upstream may get client queries.
 func (u *Upstream) available() bool { return !u.health.down.Load() }
 
-// observe records a good answer and its RTT.
-func (u *Upstream) observe(rtt time.Duration) {
+// answeredSince reports whether the upstream sent anything back after t.
+func (u *Upstream) answeredSince(t time.Time) bool {
+	return u.health.answered.Load() > t.UnixNano()
+}
+
+// report is where the verdict on a client attempt that started at start
+// reaches the upstream's health. A good answer feeds the RTT estimate; a
+// failover rcode or a mismatched answer fails that query over but is no
+// evidence against the upstream, since one broken name or one client's
+// query causes it; only when such answers pile up is the upstream probed.
+// A timeout is evidence only if the upstream sent nothing back since the
+// attempt started: one that keeps answering is busy, or dropped this one.
+func (u *Upstream) report(start time.Time, rtt time.Duration, cause *attemptError) {
+	switch {
+	case cause == nil:
+		u.goodAnswer(rtt)
+	case cause.answered():
+		u.alive()
+		u.suspectAnswer(cause)
+	case cause.reason == reasonTimeout && u.answeredSince(start):
+	default:
+		u.evidence(cause)
+	}
+}
+
+// goodAnswer records an answer that reached the client, and its RTT.
+func (u *Upstream) goodAnswer(rtt time.Duration) {
 	if !u.hc.ready.Load() {
 		u.hc.ready.Store(true)
 	}
 	h := &u.health
-	h.answered.Store(time.Now().UnixNano())
 	h.mu.Lock()
-	h.fails = 0
+	h.suspect = 0
 	srtt, rttvar := time.Duration(h.srtt.Load()), time.Duration(h.rttvar.Load())
 	if srtt == 0 {
 		srtt, rttvar = rtt, rtt/2
@@ -111,22 +150,76 @@ func (u *Upstream) observe(rtt time.Duration) {
 	h.srtt.Store(int64(max(srtt, 1)))
 	h.rttvar.Store(int64(rttvar))
 	h.mu.Unlock()
+	u.alive()
 }
 
-// fail records a failed attempt that started at start; the fall-th in a
-// row marks the upstream down and starts probing it. A timeout does not
-// count when the upstream has answered another query since the attempt
-// started: it is alive, only busy or dropping a few queries (overload,
-// rate limiting), and marking it down would turn a slowdown into an outage.
-// Hedging already hides that latency from clients.
-func (u *Upstream) fail(cause *attemptError, start time.Time) {
+// alive records that the upstream sent something back: the run of
+// evidence against it ends, and a liveness check waiting for it is done.
+func (u *Upstream) alive() {
 	h := &u.health
-	if cause.reason == reasonTimeout && h.answered.Load() > start.UnixNano() {
-		return
+	h.answered.Store(time.Now().UnixNano())
+	h.mu.Lock()
+	h.fails = 0
+	lc := h.liveness
+	h.liveness = nil
+	h.mu.Unlock()
+	if lc != nil {
+		lc.finish(true)
 	}
+}
+
+// evidence records one sign that the upstream itself is down; the fall-th
+// in a row marks it down.
+func (u *Upstream) evidence(cause *attemptError) {
+	h := &u.health
 	h.mu.Lock()
 	h.fails++
-	if h.fails < u.hc.fall || h.down.Load() {
+	enough := h.fails >= u.hc.fall
+	h.mu.Unlock()
+	if enough {
+		u.markDown(cause)
+	}
+}
+
+// suspectAnswer counts an answer that failed its attempt; the fall-th in a
+// row sends a probe for the health_check name, at most one per interval,
+// and only a failing probe marks the upstream down. So an upstream that
+// fails everything goes down after fall answers and one probe, and one
+// that fails a single domain never does.
+func (u *Upstream) suspectAnswer(cause *attemptError) {
+	h := &u.health
+	h.mu.Lock()
+	h.suspect++
+	if h.suspect < u.hc.fall || h.probing || h.down.Load() || time.Since(h.probed) < u.hc.interval {
+		h.mu.Unlock()
+		return
+	}
+	h.probing, h.probed = true, time.Now()
+	h.mu.Unlock()
+	started := u.hc.goProbe(func() {
+		cause := u.probe(probeSuspect)
+		h.mu.Lock()
+		h.probing = false
+		if cause == nil {
+			h.suspect = 0
+		}
+		h.mu.Unlock()
+		if cause != nil {
+			u.probeFailed(cause)
+		}
+	})
+	if !started {
+		h.mu.Lock()
+		h.probing = false
+		h.mu.Unlock()
+	}
+}
+
+// markDown takes the upstream out of its tier and starts probing it.
+func (u *Upstream) markDown(cause *attemptError) {
+	h := &u.health
+	h.mu.Lock()
+	if h.down.Load() {
 		h.mu.Unlock()
 		return
 	}
@@ -148,60 +241,95 @@ func (u *Upstream) fail(cause *attemptError, start time.Time) {
 func (u *Upstream) markUp() {
 	h := &u.health
 	h.mu.Lock()
-	h.fails = 0
+	h.fails, h.suspect = 0, 0
 	h.upSince = time.Now()
 	h.down.Store(false)
 	h.mu.Unlock()
 	u.hc.changed(u, true, nil)
 }
 
-// timeouts returns how long an attempt may wait for its answer, and after
-// how long without one a hedge goes to the next candidate: the RFC 6298
-// retransmission timeout srtt + 4·rttvar, bounded by limit, which before the
-// first answer is all there is to go on.
-func (u *Upstream) timeouts(limit time.Duration) (attempt, hedge time.Duration) {
+// timeouts returns how long an attempt may wait for its answer, and its
+// checkpoint: after how long without an answer it is hedged within the
+// tier, or asked whether its upstream is alive at all. The checkpoint is
+// the RFC 6298 retransmission timeout srtt + 4·rttvar, bounded by limit.
+// The attempt itself may wait the whole limit: a recursive resolver's cache
+// miss takes far longer than its hits, and is worth waiting for while the
+// resolver keeps answering.
+func (u *Upstream) timeouts(limit time.Duration) (attempt, checkpoint time.Duration) {
 	srtt := time.Duration(u.health.srtt.Load())
 	if srtt == 0 {
 		return limit, min(limit, defaultHedgeDelay)
 	}
 	rto := srtt + 4*time.Duration(u.health.rttvar.Load())
-	attempt = min(max(rto, minAttemptTimeout), limit)
-	hedge = min(max(rto, minHedgeDelay), attempt)
-	return attempt, hedge
+	return limit, min(max(rto, minHedgeDelay), limit)
 }
 
-// defaultHedgeDelay is the hedge delay before an upstream's RTT is known.
-const defaultHedgeDelay = 100 * time.Millisecond
-
-// probeLoop probes a down upstream until rise probes in a row succeed,
-// doubling the interval after each failure up to maxBackoff times the base.
-// A flapping upstream starts further backed off: that is the hysteresis.
-func (u *Upstream) probeLoop(flaps int) {
-	base := u.hc.interval
-	ceiling := maxBackoff * base
-	interval := min(base<<flaps, ceiling)
-	good := 0
-	timer := time.NewTimer(interval)
-	defer timer.Stop()
-	for {
-		select {
-		case <-u.hc.stop:
-			return
-		case <-timer.C:
-		}
-		err := u.probe()
-		probeCount.WithLabelValues(u.hc.server, u.tier.name, u.Addr(), probeResult(err)).Inc()
-		if err != nil {
-			good = 0
-			interval = min(2*interval, ceiling)
-		} else {
-			good++
-			if good >= u.hc.rise {
-				u.markUp()
-				return
-			}
-			interval = base
-		}
-		timer.Reset(interval)
+// healthChanged reports an upstream going down or up, in logs and metrics,
+// and what it means for the tiers: a failover or a fail-back when the
+// serving tier, the first available one, changes.
+func (ut *UpstreamTier) healthChanged(u *Upstream, up bool, cause *attemptError) {
+	t := u.tier
+	labels := prometheus.Labels{"server": ut.hc.server, "tier": t.name, "upstream": u.Addr()}
+	upstreamDownReason.DeletePartialMatch(labels)
+	if up {
+		log.Infof("upstream %s of tier %s is up again", u.Addr(), t.name)
+		upstreamHealthy.With(labels).Set(1)
+	} else {
+		log.Infof("upstream %s of tier %s is down: %s", u.Addr(), t.name, cause)
+		upstreamHealthy.With(labels).Set(0)
+		upstreamDownReason.WithLabelValues(ut.hc.server, t.name, u.Addr(), cause.label()).Set(1)
 	}
+	ut.tiersChanged()
+	if ut.observe != nil {
+		ut.observe(u, up)
+	}
+}
+
+// tiersChanged updates the tiers' availability and the serving tier, and
+// logs and counts a failover or fail-back when the serving tier moved.
+func (ut *UpstreamTier) tiersChanged() {
+	ut.stateMu.Lock()
+	defer ut.stateMu.Unlock()
+	serving := -1
+	for i, t := range ut.tiers {
+		available := t.available()
+		tierAvailable.WithLabelValues(ut.hc.server, t.name).Set(boolGauge(available))
+		if available && serving < 0 {
+			serving = i
+		}
+		servingTier.WithLabelValues(ut.hc.server, t.name).Set(boolGauge(serving == i))
+	}
+	ut.hc.noneServing.Store(serving < 0)
+	prev := ut.serving
+	if serving == prev {
+		return
+	}
+	ut.serving = serving
+	from, to := ut.tierName(prev), ut.tierName(serving)
+	switch {
+	case serving < 0:
+		log.Infof("no tier is available: failover from tier %s to none", from)
+		failoverCount.WithLabelValues(ut.hc.server, from, to).Inc()
+	case prev < 0 || serving < prev:
+		log.Infof("tier %s is available again: fail-back from tier %q to tier %s", to, from, to)
+		failbackCount.WithLabelValues(ut.hc.server, from, to).Inc()
+	default:
+		log.Infof("tier %s is unavailable: failover to tier %s", from, to)
+		failoverCount.WithLabelValues(ut.hc.server, from, to).Inc()
+	}
+}
+
+// tierName returns the name of the i-th tier, or "" for none.
+func (ut *UpstreamTier) tierName(i int) string {
+	if i < 0 {
+		return ""
+	}
+	return ut.tiers[i].name
+}
+
+func boolGauge(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }

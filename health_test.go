@@ -2,6 +2,7 @@ package upstreamtier
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -22,6 +23,37 @@ func watch(ut *UpstreamTier) <-chan change {
 	ch := make(chan change, 64)
 	ut.observe = func(u *Upstream, up bool) { ch <- change{u.addr, up} }
 	return ch
+}
+
+// expectChanges waits for the next health changes, one per server, in any
+// order: attempts and probes report on their own goroutines.
+func expectChanges(t *testing.T, ch <-chan change, up bool, servers ...*faultdns.Server) {
+	t.Helper()
+	want := map[string]bool{}
+	for _, s := range servers {
+		want[s.Addr()] = true
+	}
+	for len(want) > 0 {
+		select {
+		case c := <-ch:
+			if !want[c.addr] || c.up != up {
+				t.Fatalf("health change %+v, want one of %v up=%t", c, want, up)
+			}
+			delete(want, c.addr)
+		case <-time.After(time.Minute): // a safety net, not a timing assertion
+			t.Fatalf("no health change for %v up=%t", want, up)
+		}
+	}
+}
+
+// names returns a fresh query name each call: the failover memory would
+// send a name that just failed straight to the next tier.
+func names() func() string {
+	n := 0
+	return func() string {
+		n++
+		return fmt.Sprintf("www%d.example.org", n)
+	}
 }
 
 // expectChange waits for the next health change and checks it.
@@ -56,9 +88,10 @@ func TestFallAndRise(t *testing.T) {
 			ut := newPlugin(t, healthStanza, up...)
 			changes := watch(ut)
 			up[0].SetMode(fault)
+			name := names()
 
 			for range 2 {
-				q := newClientQuery("www.example.org", dns.TypeA)
+				q := newClientQuery(name(), dns.TypeA)
 				m, _ := serve(t, ut, q, false)
 				expectFrom(t, q, m, up[1])
 			}
@@ -91,11 +124,12 @@ func TestFallAndRise(t *testing.T) {
 func TestFallCountsConsecutiveFailures(t *testing.T) {
 	up := startUpstreams(t, 2)
 	ut := newPlugin(t, healthStanza, up...)
+	name := names()
 	for range 3 {
-		up[0].SetMode(faultdns.Refused)
-		serve(t, ut, newClientQuery("www.example.org", dns.TypeA), false)
+		up[0].SetMode(faultdns.Blackhole)
+		serve(t, ut, newClientQuery(name(), dns.TypeA), false)
 		up[0].SetMode(faultdns.OK)
-		q := newClientQuery("www.example.org", dns.TypeA)
+		q := newClientQuery(name(), dns.TypeA)
 		m, _ := serve(t, ut, q, false)
 		expectFrom(t, q, m, up[0])
 	}
@@ -110,8 +144,9 @@ func TestProbeFailoverRcodeKeepsDown(t *testing.T) {
 	ut := newPlugin(t, healthStanza, up...)
 	changes := watch(ut)
 	up[0].SetMode(faultdns.ServFail)
+	name := names()
 	for range 2 {
-		serve(t, ut, newClientQuery("www.example.org", dns.TypeA), false)
+		serve(t, ut, newClientQuery(name(), dns.TypeA), false)
 	}
 	expectChange(t, changes, up[0], false)
 
@@ -149,8 +184,7 @@ func TestAllDownServfail(t *testing.T) {
 		s.SetMode(faultdns.Refused)
 	}
 	serve(t, ut, newClientQuery("www.example.org", dns.TypeA), false)
-	expectChange(t, changes, up[0], false)
-	expectChange(t, changes, up[1], false)
+	expectChanges(t, changes, false, up...)
 
 	before := up[0].Queries() + up[1].Queries()
 	m, err := serve(t, ut, newClientQuery("www.example.org", dns.TypeA), false)
@@ -187,11 +221,12 @@ func TestAllDownTry(t *testing.T) {
 	}
 }
 
-// A slow tier 1 is hedged: tier 2 answers, and tier 1's late answer is
-// dropped without harm.
+// A slow upstream is hedged within its tier: the other upstream of the
+// tier answers, the slow one's late answer is dropped without harm, and
+// the lower tier sees nothing.
 func TestHedge(t *testing.T) {
-	up := startUpstreams(t, 2)
-	ut := newPlugin(t, "upstreamtier {\n tier site %s\n tier isp %s\n hedge 10ms\n attempt_timeout 1s\n fall 100\n}", up...)
+	up := startUpstreams(t, 3)
+	ut := newPlugin(t, "upstreamtier {\n tier site %s %s {\n policy sequential\n }\n tier isp %s\n hedge 10ms\n attempt_timeout 1s\n fall 100\n}", up...)
 	up[0].SetMode(faultdns.Slow)
 	up[0].SetDelay(300 * time.Millisecond)
 	for _, tcp := range []bool{false, true} {
@@ -202,9 +237,36 @@ func TestHedge(t *testing.T) {
 		}
 		expectFrom(t, q, m, up[1])
 	}
-	if up[0].Queries() != 2 {
-		t.Errorf("tier 1 got %d queries, want 2", up[0].Queries())
+	if n := up[0].QueriesFor("www.example.org"); n != 2 {
+		t.Errorf("the slow upstream got %d queries, want 2", n)
 	}
+	if n := up[2].Queries(); n != 0 {
+		t.Errorf("the lower tier got %d queries", n)
+	}
+}
+
+// A slow answer from an upstream that is alive is waited for, not hedged to
+// a lower tier: its probe is answered at once, so the cache miss is worth
+// the wait. A silent upstream, whose probe goes unanswered too, is left for
+// the lower tier long before its attempt times out.
+func TestSlowMissStaysInTier(t *testing.T) {
+	up := startUpstreams(t, 2)
+	ut := newPlugin(t, "upstreamtier {\n tier site %s\n tier isp %s\n hedge 10ms\n attempt_timeout 2s\n fall 100\n}", up...)
+	up[0].SetRules(faultdns.Rule{Zone: "miss.example.org", Mode: faultdns.Slow, Delay: 300 * time.Millisecond})
+	q := newClientQuery("slow.miss.example.org", dns.TypeA)
+	m, _ := serve(t, ut, q, false)
+	expectFrom(t, q, m, up[0])
+	if n := up[1].Queries(); n != 0 {
+		t.Fatalf("the lower tier got %d queries for a slow miss of a live upstream", n)
+	}
+	if up[0].QueriesFor(".") == 0 {
+		t.Error("no liveness probe was sent while the miss was pending")
+	}
+
+	up[0].SetMode(faultdns.Blackhole)
+	q = newClientQuery("www.example.org", dns.TypeA)
+	m, _ = serve(t, ut, q, false)
+	expectFrom(t, q, m, up[1])
 }
 
 // Without hedging, a slow upstream is waited for: with hedge off, and when
@@ -243,9 +305,10 @@ func TestFlappingBacksOff(t *testing.T) {
 	ut := newPlugin(t, "upstreamtier {\n tier site %s\n tier isp %s\n fall 1\n rise 1\n health_check 5ms\n}", up...)
 	changes := watch(ut)
 	u := ut.tiers[0].upstreams[0]
+	name := names()
 	for i := range maxFlaps + 2 {
 		up[0].SetMode(faultdns.Refused)
-		serve(t, ut, newClientQuery("www.example.org", dns.TypeA), false)
+		serve(t, ut, newClientQuery(name(), dns.TypeA), false)
 		expectChange(t, changes, up[0], false)
 		u.health.mu.Lock()
 		flaps := u.health.flaps
@@ -311,15 +374,14 @@ func TestTimeoutOfLiveUpstreamNotCounted(t *testing.T) {
 	expectFrom(t, q, m, up[0])
 	wg.Wait()
 
-	// One more timeout, with no answer since: the first that counts.
-	up[0].SetMode(faultdns.Slow)
-	serve(t, ut, newClientQuery("dropped2.example.org", dns.TypeA), false)
 	select {
 	case c := <-changes:
-		t.Fatalf("upstream marked down by timeouts while it answered: %+v", c)
+		t.Fatalf("upstream marked down by a timeout while it answered: %+v", c)
 	default:
 	}
+	// Silence now: neither the query nor the liveness probe sent for it is
+	// answered, two pieces of evidence.
 	up[0].SetMode(faultdns.Blackhole)
-	serve(t, ut, newClientQuery("dropped3.example.org", dns.TypeA), false)
+	serve(t, ut, newClientQuery("dropped2.example.org", dns.TypeA), false)
 	expectChange(t, changes, up[0], false)
 }

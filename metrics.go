@@ -99,6 +99,27 @@ var (
 		Namespace: plugin.Namespace,
 		Subsystem: pluginName,
 		Name:      "probes_total",
-		Help:      "Health probes of down upstreams, by result: ok or fail.",
-	}, []string{"server", "tier", "upstream", "result"})
+		Help:      "Health probes by kind (down: of a down upstream; standby: of an upstream without traffic, and at startup; suspect: after failover rcodes piled up; liveness: an attempt unanswered and nothing else heard) and result: ok or fail.",
+	}, []string{"server", "tier", "upstream", "kind", "result"})
+
+	memoryRemembered = promauto.NewCounterVec(prometheus.CounterOpts{
+		Namespace: plugin.Namespace,
+		Subsystem: pluginName,
+		Name:      "failover_memory_remembered_total",
+		Help:      "Failover rcodes remembered for their name and type, by the tier that answered them.",
+	}, []string{"server", "tier"})
+
+	memorySkips = promauto.NewCounterVec(prometheus.CounterOpts{
+		Namespace: plugin.Namespace,
+		Subsystem: pluginName,
+		Name:      "failover_memory_skips_total",
+		Help:      "Queries that went past a tier because it recently failed their name and type.",
+	}, []string{"server", "tier"})
+
+	localAnswers = promauto.NewCounterVec(prometheus.CounterOpts{
+		Namespace: plugin.Namespace,
+		Subsystem: pluginName,
+		Name:      "local_answers_total",
+		Help:      "Queries the plugin answered itself because of their type (AXFR, IXFR, TKEY: NOTIMP; 0, OPT, TSIG: FORMERR), by type.",
+	}, []string{"server", "qtype"})
 )

@@ -38,7 +38,7 @@ func TestMetrics(t *testing.T) {
 		"requests": testutil.ToFloat64(requestsCount.WithLabelValues("", "m2", isp, "NOERROR")),
 		"failover": testutil.ToFloat64(failoverCount.WithLabelValues("", "m1", "m2")),
 		"failback": testutil.ToFloat64(failbackCount.WithLabelValues("", "m2", "m1")),
-		"probes":   testutil.ToFloat64(probeCount.WithLabelValues("", "m1", site, "ok")),
+		"probes":   testutil.ToFloat64(probeCount.WithLabelValues("", "m1", site, probeDown, "ok")),
 		"none":     testutil.ToFloat64(failoverCount.WithLabelValues("", "m2", "")),
 	}
 
@@ -67,15 +67,14 @@ func TestMetrics(t *testing.T) {
 	expectChange(t, changes, up[0], true)
 	metric("failbacks_total{m2->m1}", testutil.ToFloat64(failbackCount.WithLabelValues("", "m2", "m1"))-base["failback"], 1)
 	metric("serving_tier{m1}", testutil.ToFloat64(servingTier.WithLabelValues("", "m1")), 1)
-	metric("probes_total{m1,ok}", testutil.ToFloat64(probeCount.WithLabelValues("", "m1", site, "ok"))-base["probes"], 2)
+	metric("probes_total{m1,ok}", testutil.ToFloat64(probeCount.WithLabelValues("", "m1", site, probeDown, "ok"))-base["probes"], 2)
 	metric("upstream_healthy{m1}", testutil.ToFloat64(upstreamHealthy.WithLabelValues("", "m1", site)), 1)
 
 	// Everything down: SERVFAIL counted as all_down.
 	up[0].SetMode(faultdns.Refused)
 	up[1].SetMode(faultdns.Refused)
-	serve(t, ut, newClientQuery("www.example.org", dns.TypeA), false)
-	expectChange(t, changes, up[0], false)
-	expectChange(t, changes, up[1], false)
+	serve(t, ut, newClientQuery("www2.example.org", dns.TypeA), false)
+	expectChanges(t, changes, false, up...)
 	metric("failovers_total{m2->none}", testutil.ToFloat64(failoverCount.WithLabelValues("", "m2", ""))-base["none"], 1)
 	before := testutil.ToFloat64(servfailCount.WithLabelValues("", "all_down"))
 	serve(t, ut, newClientQuery("www.example.org", dns.TypeA), false)
@@ -84,15 +83,15 @@ func TestMetrics(t *testing.T) {
 
 func TestHedgeMetric(t *testing.T) {
 	up := startUpstreams(t, 2)
-	ut := newPlugin(t, "upstreamtier {\n tier h1 %s\n tier h2 %s\n hedge 5ms\n fall 100\n}", up...)
+	ut := newPlugin(t, "upstreamtier {\n tier h1 %s %s {\n policy sequential\n }\n hedge 5ms\n fall 100\n}", up...)
 	up[0].SetMode(faultdns.Slow)
 	up[0].SetDelay(200 * time.Millisecond)
-	before := testutil.ToFloat64(hedgeCount.WithLabelValues("", "h2"))
+	before := testutil.ToFloat64(hedgeCount.WithLabelValues("", "h1"))
 	q := newClientQuery("www.example.org", dns.TypeA)
 	m, _ := serve(t, ut, q, false)
 	expectFrom(t, q, m, up[1])
-	if n := testutil.ToFloat64(hedgeCount.WithLabelValues("", "h2")) - before; n != 1 {
-		t.Errorf("hedges_total{h2} = %v, want 1", n)
+	if n := testutil.ToFloat64(hedgeCount.WithLabelValues("", "h1")) - before; n != 1 {
+		t.Errorf("hedges_total{h1} = %v, want 1", n)
 	}
 }
 
@@ -131,23 +130,31 @@ func TestMetadata(t *testing.T) {
 	}
 }
 
-// Ready latches once an upstream has answered a startup probe.
+// Ready latches once an upstream has answered a startup or down probe.
 func TestReady(t *testing.T) {
 	up := startUpstreams(t, 2)
 	up[0].SetMode(faultdns.Closed)
 	up[1].SetMode(faultdns.Closed)
-	ut := newPlugin(t, "upstreamtier {\n tier site %s\n tier isp %s\n attempt_timeout 200ms\n}", up...)
+	ut := newPlugin(t, "upstreamtier {\n tier site %s\n tier isp %s\n attempt_timeout 200ms\n health_check 10ms\n}", up...)
+	changes := watch(ut)
 	if ut.Ready() {
 		t.Fatal("ready before any upstream answered")
 	}
-	ut.hc.startupProbes(ut)
-	ut.hc.probes.Wait()
+	ut.startProbing()
+	// Two failed startup probes each, the first one and its confirmation.
+	down := map[string]bool{}
+	for range 2 {
+		c := <-changes
+		down[c.addr] = !c.up
+	}
+	if !down[up[0].Addr()] || !down[up[1].Addr()] {
+		t.Fatalf("want both upstreams down after failed startup probes, got %v", down)
+	}
 	if ut.Ready() {
 		t.Fatal("ready although no upstream answered")
 	}
 	up[1].SetMode(faultdns.OK)
-	ut.hc.startupProbes(ut)
-	ut.hc.probes.Wait()
+	expectChange(t, changes, up[1], true)
 	if !ut.Ready() {
 		t.Fatal("not ready although tier 2 answered")
 	}

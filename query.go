@@ -3,7 +3,6 @@ package upstreamtier
 import (
 	"context"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/coredns/coredns/plugin/metrics"
@@ -14,19 +13,17 @@ import (
 )
 
 // outgoing is the query as it goes upstream. It is set before the first
-// attempt and only read after, so attempts in goroutines get their own copy
-// of it and the query itself can stay on the stack of ServeDNS.
+// attempt and only read after; attempts in goroutines each take a copy of
+// it, since they outlive the query when a faster answer wins.
 type outgoing struct {
 	ut          *UpstreamTier
 	ctx         context.Context
 	wire        []byte // the client's query packed; an attempt patches its ID in
 	clientProto string
 	udpSize     uint16
-	name        string
-	qtype       uint16
-	qclass      uint16
-	id          uint16
-	deadline    time.Time // end of the query budget
+	question
+	judged   bool      // its answers may move health: not a type clients choose to hurt (see qtype.go)
+	deadline time.Time // end of the query budget
 }
 
 // query is one client query on its way down the tiers.
@@ -35,20 +32,34 @@ type query struct {
 	req *dns.Msg // the client's query, never modified
 	w   dns.ResponseWriter
 
-	tier    int          // next tier to take candidates from
-	list    []*Upstream  // the current tier's upstreams, in policy order
-	pos     int          // next candidate in list
-	allowed bool         // some tier may see this name
-	barred  bool         // an available tier may not see this name
-	results chan outcome // answers of attempts running in goroutines
-	running int          // attempts in goroutines not yet reported
-	last    *attemptError
+	tier    int         // next tier to take candidates from
+	list    []*Upstream // the current tier's upstreams, in policy order
+	pos     int         // next candidate in list
+	peeked  *Upstream   // the next candidate, looked at and not yet launched
+	allowed bool        // some tier may see this name
+	barred  bool        // an available tier may not see this name
+	memo    uint64      // tiers the failover memory says failed this name, as bits
 
-	exhausted  bool          // no candidate left to hedge to
-	lastLaunch time.Time     // when the newest attempt started
-	hedgeDelay time.Duration // its hedge delay, 0 if hedging is off
+	results  chan outcome // answers of attempts running in goroutines
+	flights  [maxRunning]flight
+	running  int   // attempts in flight
+	lastTier *Tier // tier of the newest attempt
+	// The newest attempt's checkpoints: when it is hedged within its
+	// tier, and when its upstream is next asked whether it is alive (first
+	// early, then every recheck).
+	hedgeAt, silenceAt time.Time
+	recheck            time.Duration
+	failed             bool // an attempt failed while others are in flight
+	last               *attemptError
 
 	attempts, hedges int
+}
+
+// flight is an attempt in flight, as the query sees it.
+type flight struct {
+	u      *Upstream // nil for a free slot
+	since  time.Time // the attempt's start, or when its upstream was last seen alive
+	silent bool      // its upstream sent nothing back since the attempt started
 }
 
 // outcome is what an attempt running in a goroutine reports.
@@ -58,6 +69,7 @@ type outcome struct {
 	err      *attemptError
 	proto    string    // protocol of the attempt, for dnstap
 	start    time.Time // when the attempt started, for dnstap
+	slot     int       // its flight
 }
 
 // maxRunning bounds the attempts of one query in flight at once.
@@ -65,16 +77,20 @@ const maxRunning = 3
 
 func newQuery(ctx context.Context, ut *UpstreamTier, state request.Request) query {
 	q := query{req: state.Req, w: state.W}
-	q.ut, q.ctx, q.id = ut, ctx, state.Req.Id
-	q.clientProto, q.name = state.Proto(), state.Name()
+	q.ut, q.ctx = ut, ctx
+	q.clientProto = state.Proto()
+	q.question = question{state.Name(), state.QType(), state.QClass()}
+	q.judged = judgedType(q.qtype)
 	q.udpSize = uint16(max(state.Size(), dns.MinMsgSize)) // #nosec G115 -- Size is at most 65535
-	q.qtype, q.qclass = state.QType(), state.QClass()
 	q.deadline = time.Now().Add(ut.timeout)
+	q.memo = ut.memory.failed(q.name, q.qtype)
 	return q
 }
 
 // next returns the next available candidate: the tiers in order and, inside
-// a tier, its upstreams in policy order, skipping the ones that are down.
+// a tier, its upstreams in policy order, skipping the ones that are down,
+// and skipping a tier that recently failed the name when a later one may
+// still answer it.
 func (q *query) next() *Upstream {
 	for {
 		for q.pos < len(q.list) {
@@ -87,17 +103,50 @@ func (q *query) next() *Upstream {
 		if q.tier >= len(q.ut.tiers) {
 			return nil
 		}
-		t := q.ut.tiers[q.tier]
+		i := q.tier
+		t := q.ut.tiers[i]
 		q.tier++
 		if !t.allows(q.name) {
 			q.barred = q.barred || t.available()
 			continue
 		}
 		q.allowed = true
-		if t.available() {
-			q.list, q.pos = t.policy.List(t.upstreams), 0
+		if !t.available() {
+			continue
+		}
+		if q.memo&(1<<i) != 0 && q.laterTierMayAnswer(i) {
+			memorySkips.WithLabelValues(metrics.WithServer(q.ctx), t.name).Inc()
+			continue
+		}
+		q.list, q.pos = t.policy.List(t.upstreams), 0
+	}
+}
+
+// laterTierMayAnswer reports whether a tier after the i-th may see the
+// name, is available and has not failed it recently.
+func (q *query) laterTierMayAnswer(i int) bool {
+	for j := i + 1; j < len(q.ut.tiers); j++ {
+		t := q.ut.tiers[j]
+		if t.allows(q.name) && t.available() && (j >= maxRememberedTiers || q.memo&(1<<j) == 0) {
+			return true
 		}
 	}
+	return false
+}
+
+// peek returns the next candidate without taking it.
+func (q *query) peek() *Upstream {
+	if q.peeked == nil {
+		q.peeked = q.next()
+	}
+	return q.peeked
+}
+
+// take returns the next candidate and moves past it.
+func (q *query) take() *Upstream {
+	u := q.peek()
+	q.peeked = nil
+	return u
 }
 
 // resolve runs the attempts, starting with u, until one gives a valid
@@ -119,43 +168,45 @@ func (q *query) resolve(u *Upstream) (*dns.Msg, *Upstream, *attemptError) {
 }
 
 // inline runs the first attempt in the caller's goroutine, the cheap path
-// of a healthy upstream. If no answer has come by the hedge delay, the
-// attempt goes on waiting in its own goroutine (pending is true) and the
-// caller moves on to race.
+// of a healthy upstream. If no answer has come by its first checkpoint and there
+// is another candidate, the attempt goes on waiting in its own goroutine
+// (pending is true) and the caller moves on to race.
 func (q *query) inline(u *Upstream) (m *dns.Msg, err *attemptError, pending bool) {
 	start := time.Now()
-	limit, hedge := q.ut.timing(u)
+	limit, checkpoint := q.ut.timing(u)
 	deadline := earliest(start.Add(limit), q.deadline)
 	proto := u.proto(q.clientProto)
 	q.attempts++
 
 	a, serr := u.pool(proto).send(q.ctx, q.wire, q.udpSize, deadline)
 	if serr != nil {
-		_, err = q.settle(u, proto, nil, serr, start, deadline)
+		_, err = q.settle(u, nil, serr, start)
 		q.tap(u, proto, nil, start)
 		return nil, err, false
 	}
-	wait := deadline
-	if hedge > 0 && start.Add(hedge).Before(deadline) {
-		wait = start.Add(hedge)
-	}
-	ret, rerr := a.await(wait)
-	if rerr != nil && isTimeout(rerr) && wait.Before(deadline) {
-		q.lastLaunch, q.hedgeDelay = start, hedge
-		o, pending := q.outgoing, a
-		q.goRun(func() outcome {
-			ret, rerr := pending.await(deadline)
-			pending.done(rerr)
-			m, err := o.settle(u, proto, ret, rerr, start, deadline)
-			return outcome{m, u, err, proto, start}
-		})
-		return nil, nil, true
+	checkAt := start.Add(silenceDelay(checkpoint))
+	ret, rerr := a.await(earliest(checkAt, deadline))
+	if rerr != nil && isTimeout(rerr) && checkAt.Before(deadline) {
+		if q.peek() != nil {
+			slot := q.track(u, start, checkpoint)
+			o, pending := q.outgoing, a
+			q.goRun(func() outcome {
+				ret, rerr := pending.await(deadline)
+				pending.done(rerr)
+				ret, rerr = u.untruncate(o.ctx, proto, ret, rerr, o.wire, o.udpSize, deadline)
+				m, err := o.settle(u, ret, rerr, start)
+				return outcome{m, u, err, proto, start, slot}
+			})
+			return nil, nil, true
+		}
+		ret, rerr = a.await(deadline) // nobody to hand over to: wait it out here
 	}
 	a.done(rerr)
 	if rerr != nil && a.stale(rerr) {
 		ret, rerr = u.pool(proto).exchange(q.ctx, q.wire, q.udpSize, deadline)
 	}
-	m, err = q.settle(u, proto, ret, rerr, start, deadline)
+	ret, rerr = u.untruncate(q.ctx, proto, ret, rerr, q.wire, q.udpSize, deadline)
+	m, err = q.settle(u, ret, rerr, start)
 	q.tap(u, proto, m, start)
 	return m, err, false
 }
@@ -167,63 +218,49 @@ func (q *query) tap(u *Upstream, proto string, reply *dns.Msg, start time.Time) 
 	}
 }
 
-// race waits for the attempts in flight, starting a hedge when the newest
-// has not answered within its hedge delay and the next candidate at once
-// when one fails, until an answer is valid or the budget is spent.
+// race waits for the attempts in flight and starts new ones as plan says,
+// until an answer is valid or the budget is spent.
 func (q *query) race() (*dns.Msg, *Upstream, *attemptError) {
 	budget := time.NewTimer(time.Until(q.deadline))
 	defer budget.Stop()
-	var hedgeTimer *time.Timer
+	var timer *time.Timer
 	defer func() {
-		if hedgeTimer != nil {
-			hedgeTimer.Stop()
+		if timer != nil {
+			timer.Stop()
 		}
 	}()
 
 	for {
 		if q.running == 0 {
-			u := q.next()
+			u := q.take()
 			if u == nil || !time.Now().Before(q.deadline) {
 				return nil, nil, q.budgetSpent()
 			}
 			q.launch(u, false)
 		}
 
-		var hedgeC <-chan time.Time
-		if q.mayHedge() {
-			d := time.Until(q.lastLaunch.Add(q.hedgeDelay))
-			if hedgeTimer == nil {
-				hedgeTimer = time.NewTimer(d)
+		wait, check := q.plan()
+		var timerC <-chan time.Time
+		if wait > 0 {
+			if timer == nil {
+				timer = time.NewTimer(wait)
 			} else {
-				hedgeTimer.Reset(d)
+				timer.Reset(wait)
 			}
-			hedgeC = hedgeTimer.C
+			timerC = timer.C
 		}
 
 		select {
 		case o := <-q.results:
 			q.running--
+			q.flights[o.slot] = flight{}
 			q.tap(o.upstream, o.proto, o.msg, o.start)
 			if o.err == nil {
 				return o.msg, o.upstream, nil
 			}
-			q.last = o.err
-			if q.running > 0 { // fail over now rather than wait for the others
-				if u := q.next(); u != nil {
-					q.launch(u, false)
-				}
-			}
-		case <-hedgeC:
-			// Take the slot first: a candidate taken without one would be
-			// lost to the failover should the attempts in flight fail.
-			if !q.ut.hedgeSlot() {
-				q.exhausted = true
-			} else if u := q.next(); u != nil {
-				q.launch(u, true)
-			} else {
-				q.ut.hedgeDone(true)
-				q.exhausted = true
-			}
+			q.last, q.failed = o.err, true
+		case <-timerC:
+		case <-check:
 		case <-budget.C:
 			return nil, nil, q.budgetSpent()
 		case <-q.ctx.Done():
@@ -232,18 +269,94 @@ func (q *query) race() (*dns.Msg, *Upstream, *attemptError) {
 	}
 }
 
-// mayHedge reports whether a hedge may start when the newest attempt's
-// hedge delay runs out.
-func (q *query) mayHedge() bool {
-	return q.hedgeDelay > 0 && !q.exhausted && q.running > 0 && q.running < maxRunning
+// plan starts the attempts that are due and says what to wait for next:
+// a checkpoint (a duration) and a liveness check (a channel). This is
+// where strict priority is kept. Inside the tier of the newest attempt, a
+// failed attempt's next candidate starts at once and, at the hedge delay,
+// a hedge. Any other move, to a lower tier above all, waits until every
+// attempt in flight has failed or its upstream has sent nothing back since
+// the attempt started (asked with a liveness probe when traffic does not
+// tell): a resolver that keeps answering is waited for, so a slow cache
+// miss is not abandoned to a colder tier, and a blackholed one is left
+// within a few dozen milliseconds.
+func (q *query) plan() (time.Duration, <-chan struct{}) {
+	failed := q.failed
+	q.failed = false
+	for q.running < maxRunning {
+		next := q.peek()
+		if next == nil {
+			return 0, nil
+		}
+		same := next.tier == q.lastTier
+		hedging := same && !q.ut.hedgeOff
+		now := time.Now()
+		switch {
+		case same && failed:
+			failed = false
+			q.launch(q.take(), false)
+			continue
+		case hedging && !now.Before(q.hedgeAt) && q.ut.hedgeSlot():
+			q.launch(q.take(), true)
+			continue
+		}
+		wait := time.Duration(0)
+		if hedging && now.Before(q.hedgeAt) {
+			wait = q.hedgeAt.Sub(now)
+		}
+		if now.Before(q.silenceAt) {
+			return minPositive(wait, q.silenceAt.Sub(now)), nil
+		}
+		alive, check := q.silence()
+		switch {
+		case check != nil:
+			return wait, check
+		case alive:
+			q.silenceAt = now.Add(q.recheck)
+			continue
+		}
+		q.launch(q.take(), false)
+	}
+	return 0, nil
+}
+
+// minPositive returns the smaller of a and b, ignoring a zero a.
+func minPositive(a, b time.Duration) time.Duration {
+	if a <= 0 {
+		return b
+	}
+	return min(a, b)
+}
+
+// silence asks, for each attempt in flight, whether its upstream has sent
+// anything back since the attempt started or was last seen alive. alive
+// says one has; check is a liveness check to wait for; neither means every
+// attempt in flight is from a silent upstream.
+func (q *query) silence() (alive bool, check <-chan struct{}) {
+	for i := range q.flights {
+		f := &q.flights[i]
+		if f.u == nil || f.silent {
+			continue
+		}
+		lc := f.u.checkAlive(f.since)
+		select {
+		case <-lc.done:
+			if lc.alive {
+				f.since = time.Now()
+				return true, nil
+			}
+			f.silent = true
+		default:
+			return false, lc.done
+		}
+	}
+	return false, nil
 }
 
 // launch starts an attempt in its own goroutine.
 func (q *query) launch(u *Upstream, hedge bool) {
 	start := time.Now()
-	limit, hd := q.ut.timing(u)
+	limit, checkpoint := q.ut.timing(u)
 	deadline := earliest(start.Add(limit), q.deadline)
-	q.lastLaunch, q.hedgeDelay = start, hd
 	q.attempts++
 	if hedge {
 		q.hedges++
@@ -260,13 +373,34 @@ func (q *query) launch(u *Upstream, hedge bool) {
 	} else {
 		wire = slices.Clone(q.wire)
 	}
+	slot := q.track(u, start, checkpoint)
 	o := q.outgoing
 	q.goRun(func() outcome {
 		defer o.ut.hedgeDone(hedge)
 		ret, err := u.exchange(o.ctx, proto, req, wire, o.udpSize, deadline)
-		m, aerr := o.settle(u, proto, ret, err, start, deadline)
-		return outcome{m, u, aerr, proto, start}
+		m, cause := o.settle(u, ret, err, start)
+		return outcome{m, u, cause, proto, start, slot}
 	})
+}
+
+// track records a new attempt in a free flight slot, as the newest.
+func (q *query) track(u *Upstream, start time.Time, checkpoint time.Duration) int {
+	slot := 0
+	for q.flights[slot].u != nil {
+		slot++
+	}
+	q.flights[slot] = flight{u: u, since: start}
+	q.lastTier, q.recheck = u.tier, checkpoint
+	q.hedgeAt, q.silenceAt = start.Add(checkpoint), start.Add(silenceDelay(checkpoint))
+	return slot
+}
+
+// silenceDelay is how long an attempt waits before its upstream is first
+// asked whether it is alive: early, since under load the answer is free
+// (other answers arrive all the time) and without load it costs one probe
+// of a cached name.
+func silenceDelay(checkpoint time.Duration) time.Duration {
+	return min(minHedgeDelay, checkpoint)
 }
 
 // goRun runs an attempt in its own goroutine, reporting to q.results. The
@@ -277,44 +411,32 @@ func (q *query) goRun(attempt func() outcome) {
 		q.results = make(chan outcome, q.ut.upstreams)
 	}
 	q.running++
-	go func() { q.results <- attempt() }()
+	results := q.results
+	go func() { results <- attempt() }()
 }
 
-// settle judges the result of an attempt, tells the upstream's health about
-// it, and returns the answer when it may reach the client.
-func (q *outgoing) settle(u *Upstream, proto string, m *dns.Msg, err error, start, deadline time.Time) (*dns.Msg, *attemptError) {
-	if err == nil && m.Truncated && proto == "udp" && u.tier.opts.PreferUDP && u.transport != transport.TLS {
-		m, err = u.pool("tcp").exchange(q.ctx, slices.Clone(q.wire), q.udpSize, deadline)
-	}
-	var aerr *attemptError
-	switch {
-	case err != nil:
-		aerr = classify(u, err)
-	case !q.matches(m):
-		aerr = &attemptError{upstream: u, reason: reasonMismatch}
-	case q.ut.failover[m.Rcode]:
-		aerr = &attemptError{upstream: u, reason: reasonRcode, rcode: m.Rcode}
-	}
-	if aerr != nil {
-		attemptFailures.WithLabelValues(metrics.WithServer(q.ctx), u.tier.name, u.Addr(), aerr.label()).Inc()
-		u.fail(aerr, start)
-		return nil, aerr
-	}
+// settle judges an attempt and tells metrics, the upstream's health and the
+// failover memory about the verdict; it returns the answer when it may
+// reach the client.
+func (o *outgoing) settle(u *Upstream, m *dns.Msg, err error, start time.Time) (*dns.Msg, *attemptError) {
+	cause := judge(u, o.question, o.ut.failover, m, err)
 	rtt := time.Since(start)
-	attemptDuration.WithLabelValues(metrics.WithServer(q.ctx), u.tier.name, u.Addr()).Observe(rtt.Seconds())
-	u.observe(rtt)
-	m.Id = q.id
-	return m, nil
-}
-
-// matches reports whether m answers the query's question. The ID was
-// checked by the transport.
-func (q *outgoing) matches(m *dns.Msg) bool {
-	if !m.Response || len(m.Question) != 1 {
-		return false
+	server := metrics.WithServer(o.ctx)
+	if cause == nil {
+		attemptDuration.WithLabelValues(server, u.tier.name, u.Addr()).Observe(rtt.Seconds())
+	} else {
+		attemptFailures.WithLabelValues(server, u.tier.name, u.Addr(), cause.label()).Inc()
+		if cause.reason == reasonRcode && o.ut.memory.remember(o.name, o.qtype, u.tier.index) {
+			memoryRemembered.WithLabelValues(server, u.tier.name).Inc()
+		}
 	}
-	qq := m.Question[0]
-	return qq.Qtype == q.qtype && qq.Qclass == q.qclass && strings.EqualFold(qq.Name, q.name)
+	if o.judged {
+		u.report(start, rtt, cause)
+	}
+	if cause != nil {
+		return nil, cause
+	}
+	return m, nil
 }
 
 // budgetSpent is the failure to report when the query budget ran out.

@@ -7,16 +7,12 @@ package upstreamtier
 // with them the cluster's own names.
 func (ut *UpstreamTier) Ready() bool { return ut.hc.ready.Load() }
 
-// startupProbes asks every upstream once, in the background.
-func (hc *healthCheck) startupProbes(ut *UpstreamTier) {
+// startProbing starts every upstream's standby probing, which begins with
+// a startup probe in the background.
+func (ut *UpstreamTier) startProbing() {
 	for _, t := range ut.tiers {
 		for _, u := range t.upstreams {
-			started := hc.goProbe(func() {
-				if u.probe() == nil {
-					hc.ready.Store(true)
-				}
-			})
-			if !started {
+			if !ut.hc.goProbe(u.standbyLoop) {
 				return
 			}
 		}

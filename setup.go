@@ -24,20 +24,25 @@ import (
 
 // Defaults. The query budget stays under the 5 s a glibc stub waits before
 // it retries, so the client always gets our answer, even a SERVFAIL.
+// An attempt may take as long as a recursive resolver's slow cache miss
+// while the resolver keeps answering; a silent one is found out long before.
 const (
 	defaultTimeout        = 4 * time.Second
-	defaultAttemptTimeout = 1 * time.Second
-	defaultInterval       = 500 * time.Millisecond
+	defaultAttemptTimeout = 2 * time.Second
+	defaultInterval       = 250 * time.Millisecond
+	defaultStandby        = 30 * time.Second
 	defaultFall           = 2
 	defaultRise           = 2
 	defaultMaxHedges      = 100
+	defaultMemoryTTL      = 5 * time.Second
+	defaultMemorySize     = 10000
 )
 
 // defaultFailover are the rcodes that mean "this upstream cannot answer".
 var defaultFailover = []int{dns.RcodeServerFailure, dns.RcodeRefused}
 
 const (
-	topProperties  = "tier, except, failover, timeout, attempt_timeout, hedge, health_check, fall, rise, all_down, max_concurrent"
+	topProperties  = "tier, except, failover, timeout, attempt_timeout, hedge, health_check, standby_probe, fall, rise, all_down, max_concurrent, failover_memory"
 	tierProperties = "policy, except, tls, tls_servername, force_tcp, prefer_udp"
 )
 
@@ -62,7 +67,7 @@ func setup(c *caddy.Controller) error {
 		if err := ut.OnStartup(); err != nil {
 			return err
 		}
-		ut.hc.startupProbes(ut)
+		ut.startProbing()
 		return nil
 	})
 	c.OnShutdown(ut.OnShutdown)
@@ -125,8 +130,9 @@ func parseUpstreamTier(c *caddy.Controller) (*UpstreamTier, error) {
 }
 
 func parseStanza(c *caddy.Controller) (*UpstreamTier, error) {
-	ut := &UpstreamTier{timeout: defaultTimeout, attemptTimeout: defaultAttemptTimeout, maxHedges: defaultMaxHedges}
-	ut.hc = &healthCheck{interval: defaultInterval, domain: ".", fall: defaultFall, rise: defaultRise, stop: make(chan struct{})}
+	ut := &UpstreamTier{timeout: defaultTimeout, maxHedges: defaultMaxHedges}
+	ut.hc = &healthCheck{interval: defaultInterval, standby: defaultStandby, domain: ".", fall: defaultFall, rise: defaultRise, stop: make(chan struct{})}
+	memoryTTL, memorySize := defaultMemoryTTL, defaultMemorySize
 	ut.hc.changed = ut.healthChanged
 	from, err := parseZones(c, c.RemainingArgs(), "FROM")
 	if err != nil {
@@ -141,6 +147,12 @@ func parseStanza(c *caddy.Controller) (*UpstreamTier, error) {
 			return nil, c.Errf("%s given twice", prop)
 		}
 		seen[prop] = true
+		if prop == "failover_memory" {
+			if memoryTTL, memorySize, err = parseMemory(c); err != nil {
+				return nil, err
+			}
+			continue
+		}
 		if err := parseProperty(c, ut, prop); err != nil {
 			return nil, err
 		}
@@ -148,6 +160,9 @@ func parseStanza(c *caddy.Controller) (*UpstreamTier, error) {
 
 	if len(ut.tiers) == 0 {
 		return nil, c.Err("no tier defined: expected at least one 'tier NAME TO...' line in the upstreamtier block")
+	}
+	if ut.attemptTimeout == 0 {
+		ut.attemptTimeout = min(defaultAttemptTimeout, ut.timeout)
 	}
 	if ut.attemptTimeout > ut.timeout {
 		return nil, c.Errf("attempt_timeout %s is longer than timeout %s: one attempt cannot outlast the whole query", ut.attemptTimeout, ut.timeout)
@@ -159,6 +174,9 @@ func parseStanza(c *caddy.Controller) (*UpstreamTier, error) {
 	for _, t := range ut.tiers {
 		ut.upstreams += len(t.upstreams)
 	}
+	if memoryTTL > 0 {
+		ut.memory = newFailoverMemory(memoryTTL, memorySize)
+	}
 	return ut, nil
 }
 
@@ -169,6 +187,7 @@ func parseProperty(c *caddy.Controller, ut *UpstreamTier, prop string) error {
 		if err != nil {
 			return err
 		}
+		t.index = len(ut.tiers)
 		ut.tiers = append(ut.tiers, t)
 	case "except":
 		zones, err := parseZones(c, c.RemainingArgs(), "ZONE")
@@ -210,6 +229,17 @@ func parseProperty(c *caddy.Controller, ut *UpstreamTier, prop string) error {
 		ut.hedge = d
 	case "health_check":
 		return parseHealthCheck(c, ut.hc)
+	case "standby_probe":
+		args := c.RemainingArgs()
+		if len(args) == 1 && args[0] == "off" {
+			ut.hc.standby = 0
+			return nil
+		}
+		d, err := durationArgs(c, "standby_probe", args)
+		if err != nil {
+			return err
+		}
+		ut.hc.standby = d
 	case "fall", "rise":
 		n, err := parseCount(c, 100)
 		if err != nil {
@@ -356,7 +386,7 @@ func parseTierProperty(c *caddy.Controller, t *Tier, prop string) error {
 		if t.opts.ForceTCP && t.opts.PreferUDP {
 			return c.Errf("tier %q: force_tcp and prefer_udp contradict each other", t.name)
 		}
-	case "tier", "failover", "timeout", "attempt_timeout", "hedge", "health_check", "fall", "rise", "all_down", "max_concurrent":
+	case "tier", "failover", "timeout", "attempt_timeout", "hedge", "health_check", "standby_probe", "fall", "rise", "all_down", "max_concurrent", "failover_memory":
 		return c.Errf("%s belongs at the top of the upstreamtier block, not in tier %q", prop, t.name)
 	default:
 		return c.Errf("tier %q: unknown property %q; expected one of %s", t.name, prop, tierProperties)
@@ -559,6 +589,29 @@ func parseCount(c *caddy.Controller, most int) (int, error) {
 		return 0, c.Errf("%s: %q is not a number between 1 and %d", prop, args[0], most)
 	}
 	return n, nil
+}
+
+// parseMemory reads "failover_memory DURATION [SIZE]" or "failover_memory
+// off", which gives a TTL of 0.
+func parseMemory(c *caddy.Controller) (time.Duration, int, error) {
+	args := c.RemainingArgs()
+	if len(args) == 1 && args[0] == "off" {
+		return 0, 0, nil
+	}
+	if len(args) < 1 || len(args) > 2 {
+		return 0, 0, c.Err("failover_memory needs a DURATION and optionally a SIZE, e.g. 5s 10000, or off")
+	}
+	ttl, err := durationArgs(c, "failover_memory", args[:1])
+	if err != nil {
+		return 0, 0, err
+	}
+	size := defaultMemorySize
+	if len(args) == 2 {
+		if size, err = strconv.Atoi(args[1]); err != nil || size < 1 || size > 1<<24 {
+			return 0, 0, c.Errf("failover_memory: SIZE %q is not a number between 1 and %d", args[1], 1<<24)
+		}
+	}
+	return ttl, size, nil
 }
 
 // parseHealthCheck reads "health_check INTERVAL [domain NAME] [no_rec]".

@@ -102,6 +102,17 @@ func TestSetupInvalid(t *testing.T) {
 		{"except twice", "upstreamtier {\n tier a 1.1.1.1\n except a.example\n except b.example\n}", 4, "except given twice"},
 		{"two stanzas in one server block", "upstreamtier {\n tier a 1.1.1.1\n}\nupstreamtier {\n tier b 1.1.1.1\n}", 4, "only one upstreamtier stanza per server block"},
 
+		// Health options.
+		{"standby_probe without a duration", "upstreamtier {\n tier a 1.1.1.1\n standby_probe\n}", 3, "standby_probe needs one DURATION"},
+		{"standby_probe not a duration", "upstreamtier {\n tier a 1.1.1.1\n standby_probe often\n}", 3, `standby_probe: "often" is not a duration`},
+		{"standby_probe in a tier", "upstreamtier {\n tier a 1.1.1.1 {\n  standby_probe 10s\n }\n}", 3, "standby_probe belongs at the top of the upstreamtier block"},
+		{"failover_memory without a duration", "upstreamtier {\n tier a 1.1.1.1\n failover_memory\n}", 3, "failover_memory needs a DURATION"},
+		{"failover_memory bad size", "upstreamtier {\n tier a 1.1.1.1\n failover_memory 5s many\n}", 3, `failover_memory: SIZE "many" is not a number`},
+		{"failover_memory zero size", "upstreamtier {\n tier a 1.1.1.1\n failover_memory 5s 0\n}", 3, `failover_memory: SIZE "0" is not a number`},
+		{"failover_memory negative", "upstreamtier {\n tier a 1.1.1.1\n failover_memory -5s\n}", 3, "failover_memory must be positive"},
+		{"failover_memory twice", "upstreamtier {\n tier a 1.1.1.1\n failover_memory 5s\n failover_memory off\n}", 4, "failover_memory given twice"},
+		{"failover_memory in a tier", "upstreamtier {\n tier a 1.1.1.1 {\n  failover_memory 5s\n }\n}", 3, "failover_memory belongs at the top of the upstreamtier block"},
+
 		// Durations.
 		{"timeout not a duration", "upstreamtier {\n tier a 1.1.1.1\n timeout abc\n}", 3, `timeout: "abc" is not a duration`},
 		{"timeout negative", "upstreamtier {\n tier a 1.1.1.1\n timeout -1s\n}", 3, "timeout must be positive, got -1s"},
@@ -226,7 +237,7 @@ func TestSetupValid(t *testing.T) {
 		except   []string
 		failover []int         // nil means the default, SERVFAIL REFUSED
 		timeout  time.Duration // 0 means the default, 4s
-		attempt  time.Duration // 0 means the default, 1s
+		attempt  time.Duration // 0 means the default, 2s
 		tiers    []setupTierWant
 	}{
 		{
@@ -497,7 +508,7 @@ func TestSetupValid(t *testing.T) {
 				wantTimeout = 4 * time.Second
 			}
 			if wantAttempt == 0 {
-				wantAttempt = 1 * time.Second
+				wantAttempt = 2 * time.Second
 			}
 			if ut.timeout != wantTimeout {
 				t.Errorf("timeout = %s, want %s", ut.timeout, wantTimeout)
@@ -662,4 +673,38 @@ func setupTierNames(tiers []*Tier) []string {
 		names = append(names, t.Name())
 	}
 	return names
+}
+
+// The health options and their defaults.
+func TestSetupHealthOptions(t *testing.T) {
+	tests := []struct {
+		desc      string
+		input     string
+		standby   time.Duration
+		memoryTTL time.Duration // 0: memory off
+		attempt   time.Duration
+		interval  time.Duration
+	}{
+		{"defaults", "upstreamtier {\n tier a 1.1.1.1\n}", 30 * time.Second, 5 * time.Second, 2 * time.Second, 250 * time.Millisecond},
+		{"standby_probe and memory set", "upstreamtier {\n tier a 1.1.1.1\n standby_probe 1m\n failover_memory 2s 100\n}", time.Minute, 2 * time.Second, 2 * time.Second, 250 * time.Millisecond},
+		{"both off", "upstreamtier {\n tier a 1.1.1.1\n standby_probe off\n failover_memory off\n}", 0, 0, 2 * time.Second, 250 * time.Millisecond},
+		{"attempt_timeout follows a short timeout", "upstreamtier {\n tier a 1.1.1.1\n timeout 500ms\n health_check 1s\n}", 30 * time.Second, 5 * time.Second, 500 * time.Millisecond, time.Second},
+	}
+	for _, tc := range tests {
+		t.Run(tc.desc, func(t *testing.T) {
+			ut, err := parseUpstreamTier(caddy.NewTestController("dns", tc.input))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ut.hc.standby != tc.standby || ut.attemptTimeout != tc.attempt || ut.hc.interval != tc.interval {
+				t.Errorf("standby %s, attempt_timeout %s, interval %s; want %s, %s, %s", ut.hc.standby, ut.attemptTimeout, ut.hc.interval, tc.standby, tc.attempt, tc.interval)
+			}
+			switch {
+			case tc.memoryTTL == 0 && ut.memory != nil:
+				t.Error("failover memory on, want off")
+			case tc.memoryTTL != 0 && (ut.memory == nil || ut.memory.ttl != tc.memoryTTL):
+				t.Errorf("failover memory %+v, want a TTL of %s", ut.memory, tc.memoryTTL)
+			}
+		})
+	}
 }

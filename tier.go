@@ -11,6 +11,7 @@ import (
 // every tier above could not answer it.
 type Tier struct {
 	name      string
+	index     int // its place in the plugin's tiers, from 0
 	upstreams []*Upstream
 	policy    Policy
 	except    []string // zones this tier must never see

@@ -3,6 +3,7 @@ package upstreamtier
 import (
 	"context"
 	"runtime"
+	"slices"
 	"time"
 
 	"github.com/coredns/coredns/plugin/pkg/proxy"
@@ -72,7 +73,18 @@ func (u *Upstream) exchange(ctx context.Context, proto string, req *dns.Msg, wir
 	if u.transport == transport.TLS {
 		return u.exchangeDoT(req, deadline)
 	}
-	return u.pool(proto).exchange(ctx, wire, udpSize, deadline)
+	m, err := u.pool(proto).exchange(ctx, wire, udpSize, deadline)
+	return u.untruncate(ctx, proto, m, err, wire, udpSize, deadline)
+}
+
+// untruncate asks again over TCP when a tier with prefer_udp got a
+// truncated answer over UDP: prefer_udp only says how to ask first. wire is
+// copied, so the caller's stays as it is.
+func (u *Upstream) untruncate(ctx context.Context, proto string, m *dns.Msg, err error, wire []byte, udpSize uint16, deadline time.Time) (*dns.Msg, error) {
+	if err != nil || !m.Truncated || proto != "udp" || !u.tier.opts.PreferUDP || u.transport == transport.TLS {
+		return m, err
+	}
+	return u.tcp.exchange(ctx, slices.Clone(wire), udpSize, deadline)
 }
 
 // start opens the DoT connection pool; plain DNS pools need no start.

@@ -42,8 +42,9 @@ type UpstreamTier struct {
 	concurrent     atomic.Int64
 
 	hc        *healthCheck
-	upstreams int          // number of upstreams in all tiers
-	hedging   atomic.Int64 // hedges in flight
+	memory    *failoverMemory // nil with failover_memory off
+	upstreams int             // number of upstreams in all tiers
+	hedging   atomic.Int64    // hedges in flight
 	shutdown  sync.Once
 
 	stateMu sync.Mutex // serializes tier state changes
@@ -70,6 +71,9 @@ func (ut *UpstreamTier) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *d
 	}
 	if rcode, err := checkQuery(w, r); err != nil {
 		return rcode, plugin.Error(pluginName, err)
+	}
+	if rcode, ok := localRcode(state.QType()); ok {
+		return ut.answerLocally(ctx, state, rcode)
 	}
 	if ut.maxConcurrent > 0 {
 		// Beyond the limit, refuse at once: a queue would only turn an
@@ -106,6 +110,7 @@ func (ut *UpstreamTier) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *d
 	}
 	ut.setMetadata(ctx, &q, u)
 	requestsCount.WithLabelValues(metrics.WithServer(ctx), u.tier.name, u.Addr(), rcodeName(ret.Rcode)).Inc()
+	ret.Id = r.Id
 	w.WriteMsg(ret)
 	return dns.RcodeSuccess, nil
 }
@@ -159,17 +164,14 @@ func (ut *UpstreamTier) lastUp(q *query) *Upstream {
 	return best
 }
 
-// timing returns the attempt timeout and hedge delay for an attempt on u;
-// a hedge delay of 0 means no hedging.
-func (ut *UpstreamTier) timing(u *Upstream) (attempt, hedge time.Duration) {
-	attempt, hedge = u.timeouts(ut.attemptTimeout)
-	switch {
-	case ut.hedgeOff:
-		hedge = 0
-	case ut.hedge > 0:
-		hedge = min(ut.hedge, attempt)
+// timing returns the timeout and the checkpoint of an attempt on u: a
+// fixed hedge delay, when given, is the checkpoint.
+func (ut *UpstreamTier) timing(u *Upstream) (attempt, checkpoint time.Duration) {
+	attempt, checkpoint = u.timeouts(ut.attemptTimeout)
+	if ut.hedge > 0 {
+		checkpoint = min(ut.hedge, attempt)
 	}
-	return attempt, hedge
+	return attempt, checkpoint
 }
 
 // hedgeSlot takes one of the plugin-wide hedge slots, if one is free.
@@ -210,12 +212,17 @@ func rcodeName(rcode int) string {
 	return strconv.Itoa(rcode)
 }
 
-// servfail builds a SERVFAIL answer to the query. The Extended DNS Error
-// (RFC 8914) rides in the OPT record, so it is only added when the client
-// sent one (RFC 6891 forbids an OPT in the answer otherwise).
+// servfail builds a SERVFAIL answer to the query, with an Extended DNS Error.
 func servfail(state request.Request, code uint16, text string) *dns.Msg {
+	return errorAnswer(state, dns.RcodeServerFailure, code, text)
+}
+
+// errorAnswer builds an answer with rcode to the query. The Extended DNS
+// Error (RFC 8914) rides in the OPT record, so it is only added when the
+// client sent one (RFC 6891 forbids an OPT in the answer otherwise).
+func errorAnswer(state request.Request, rcode int, code uint16, text string) *dns.Msg {
 	m := new(dns.Msg)
-	m.SetRcode(state.Req, dns.RcodeServerFailure)
+	m.SetRcode(state.Req, rcode)
 	if opt := state.Req.IsEdns0(); opt != nil {
 		m.SetEdns0(uint16(state.Size()), opt.Do()) // #nosec G115 -- Size is at most 65535
 		ede := &dns.EDNS0_EDE{InfoCode: code, ExtraText: text}
@@ -231,4 +238,5 @@ var (
 	errQuestions = errors.New("query without exactly one question")
 	errResponse  = errors.New("a response, not a query")
 	errOpcode    = errors.New("opcode other than QUERY")
+	errLocalType = errors.New("query type answered by the plugin itself, not forwarded")
 )

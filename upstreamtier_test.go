@@ -161,8 +161,9 @@ func TestQueryBudget(t *testing.T) {
 	if m == nil || m.Rcode != dns.RcodeServerFailure {
 		t.Fatalf("want SERVFAIL, got %v", m)
 	}
-	if up[0].Queries() != 1 || up[1].Queries() != 1 {
-		t.Errorf("tiers 1 and 2 got %d and %d queries, want 1 each", up[0].Queries(), up[1].Queries())
+	name := "www.example.org."
+	if up[0].QueriesFor(name) != 1 || up[1].QueriesFor(name) != 1 {
+		t.Errorf("tiers 1 and 2 got %d and %d queries, want 1 each", up[0].QueriesFor(name), up[1].QueriesFor(name))
 	}
 	if up[2].Queries() != 0 {
 		t.Errorf("tier 3 got %d queries after the budget was spent", up[2].Queries())
