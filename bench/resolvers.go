@@ -59,6 +59,9 @@ func (b *bench) resolversScenario(fws []forwarder) (string, error) {
 			return msg, nil
 		}
 	}
+	if b.resolversRate <= 0 {
+		return "", fmt.Errorf("-resolvers-rate %d: want a positive rate", b.resolversRate)
+	}
 	nsd, err := startNSD(b.out, filepath.Join(b.out, "logs", "resolvers-nsd.log"))
 	if err != nil {
 		return "", err
