@@ -21,6 +21,13 @@ const upstreamtierStanza = `upstreamtier {
         tier t2 %[2]s%[3]s
     }`
 
+// upstreamtierTier3 and forwardTier3 add a third tier's upstream after tier 2's
+// address in their stanzas (the resolvers scenario); %s is its address.
+const (
+	upstreamtierTier3 = "\n        tier t3 %s"
+	forwardTier3      = " %s"
+)
+
 // forwardStanza is CoreDNS forward at its best for failover: the primary
 // first, fast health checks, one failure marks an upstream down, and a
 // SERVFAIL or REFUSED answer tries the next upstream as upstreamtier does.
@@ -50,11 +57,16 @@ newServer({address="%s", order=1, healthCheckMode="auto", checkInterval=1})
 newServer({address="%s", order=2, healthCheckMode="auto", checkInterval=1})
 `
 
+// dnsdistTier3 is a third tier's server for dnsdistConf, after T2.
+const dnsdistTier3 = `newServer({address="%s", order=3, healthCheckMode="auto", checkInterval=1})
+`
+
 // conf is what one start of a forwarder is configured with.
 type conf struct {
 	port        int    // where it serves DNS
 	metricsPort int    // where a coredns-based forwarder serves /metrics
 	t1, t2      string // the upstreams' addresses
+	t3          string // a third tier's upstream, "" for two tiers
 	limit       int    // queries in flight at most (max_concurrent); 0 for no limit
 }
 
@@ -65,39 +77,52 @@ type forwarder struct {
 	coredns bool   // the coredns binary: serves Go metrics and takes max_concurrent
 	// limit, set on a copy for one scenario, caps the queries in flight; coredns-based forwarders only.
 	limit int
+	// t3, set on a copy for one scenario, is a third tier's upstream, tried after t2.
+	t3 string
 	// args writes any config file into dir and returns the command line.
 	args func(dir string, c conf) ([]string, error)
 }
 
 // forwarders returns every forwarder known to the benchmark, coredns being the binary for the first two.
 func forwarders(coredns string) []forwarder {
-	coreArgs := func(stanza string) func(string, conf) ([]string, error) {
+	coreArgs := func(stanza, tier3 string) func(string, conf) ([]string, error) {
 		return func(dir string, c conf) ([]string, error) {
 			opts := ""
 			if c.limit > 0 {
 				opts = fmt.Sprintf("\n        max_concurrent %d", c.limit)
 			}
+			t2 := c.t2
+			if c.t3 != "" {
+				t2 += fmt.Sprintf(tier3, c.t3)
+			}
 			path := filepath.Join(dir, "Corefile")
-			body := fmt.Sprintf(corefile, c.port, c.metricsPort, fmt.Sprintf(stanza, c.t1, c.t2, opts))
+			body := fmt.Sprintf(corefile, c.port, c.metricsPort, fmt.Sprintf(stanza, c.t1, t2, opts))
 			return []string{"-conf", path, "-quiet"}, os.WriteFile(path, []byte(body), 0o644)
 		}
 	}
 	return []forwarder{
-		{name: "upstreamtier", bin: coredns, coredns: true, args: coreArgs(upstreamtierStanza)},
-		{name: "forward", bin: coredns, coredns: true, args: coreArgs(forwardStanza)},
+		{name: "upstreamtier", bin: coredns, coredns: true, args: coreArgs(upstreamtierStanza, upstreamtierTier3)},
+		{name: "forward", bin: coredns, coredns: true, args: coreArgs(forwardStanza, forwardTier3)},
 		{name: "dnsdist", bin: "dnsdist", args: func(dir string, c conf) ([]string, error) {
 			path := filepath.Join(dir, "dnsdist.conf")
 			body := fmt.Sprintf(dnsdistConf, c.port, c.t1, c.t2)
+			if c.t3 != "" {
+				body += fmt.Sprintf(dnsdistTier3, c.t3)
+			}
 			return []string{"--supervised", "--disable-syslog", "-C", path}, os.WriteFile(path, []byte(body), 0o644)
 		}},
 		{name: "dnsmasq", bin: "dnsmasq", args: func(_ string, c conf) ([]string, error) {
-			return []string{
+			args := []string{
 				"--no-daemon", "--conf-file=/dev/null", // no system config sneaking in
 				"--no-resolv", "--no-hosts", "--strict-order",
 				"--server=" + dnsmasqAddr(c.t1), "--server=" + dnsmasqAddr(c.t2),
 				"--listen-address=127.0.0.1", fmt.Sprintf("--port=%d", c.port), "--bind-interfaces",
 				"--cache-size=0", "--pid-file=",
-			}, nil
+			}
+			if c.t3 != "" {
+				args = append(args, "--server="+dnsmasqAddr(c.t3)) // --strict-order keeps the command line's order
+			}
+			return args, nil
 		}},
 	}
 }
@@ -124,7 +149,7 @@ type process struct {
 
 // start runs f on a free loopback port in front of t1 and t2, logging to logPath, and waits until it answers.
 func (f forwarder) start(workDir, logPath, t1, t2 string) (*process, error) {
-	c := conf{t1: t1, t2: t2, limit: f.limit}
+	c := conf{t1: t1, t2: t2, t3: f.t3, limit: f.limit}
 	var err error
 	if c.port, err = freePort(); err != nil {
 		return nil, err

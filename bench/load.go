@@ -60,6 +60,7 @@ type loadGen struct {
 	timeout time.Duration
 	tiers   map[string]int8 // answer IP -> tier number
 	prefix  string          // keeps names unique across runs sharing a forwarder
+	names   []string        // if set, query i asks for names[i] instead (the resolvers scenario's repeating names)
 }
 
 // batchEvery is the pacing tick; each tick sends what the schedule owes, so
@@ -150,8 +151,13 @@ func (g *loadGen) pack(buf []byte, i int) []byte {
 	return out
 }
 
-// name returns query i's name, q<i>.<prefix>bench.example.
-func (g *loadGen) name(i int) string { return "q" + strconv.Itoa(i) + "." + g.prefix + nameSuffix[1:] }
+// name returns query i's name: names[i] if set, else q<i>.<prefix>bench.example.
+func (g *loadGen) name(i int) string {
+	if g.names != nil {
+		return g.names[i]
+	}
+	return "q" + strconv.Itoa(i) + "." + g.prefix + nameSuffix[1:]
+}
 
 // read records every answer on c, socket k of n, until c is closed.
 func (g *loadGen) read(k, n int, c *net.UDPConn, res *loadResult) {

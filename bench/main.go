@@ -29,6 +29,9 @@ type bench struct {
 	soak      time.Duration // the soak's length
 	flap      time.Duration // each of the soak's tier 1 outages, and each healthy stretch between them
 	overload  time.Duration // the overload flood per forwarder
+	// resolversRate and resolversDur are the resolvers scenario's load.
+	resolversRate int
+	resolversDur  time.Duration
 }
 
 // gen returns a load generator aimed at target with the bench's rate.
@@ -54,7 +57,9 @@ func main() {
 	flag.DurationVar(&b.soak, "soak", 60*time.Second, "soak run per forwarder, at the fixed rate")
 	flag.DurationVar(&b.flap, "flap", 5*time.Second, "soak: tier 1 is blackholed, then healthy, for this long by turns")
 	flag.DurationVar(&b.overload, "overload", 20*time.Second, "overload flood per forwarder")
-	scenarios := flag.String("scenarios", "blackhole,closed,servfail,slow,alldown,soak,overload,throughput", "comma-separated scenarios to run")
+	flag.IntVar(&b.resolversRate, "resolvers-rate", 1000, "resolvers scenario: offered queries per second")
+	flag.DurationVar(&b.resolversDur, "resolvers-duration", 20*time.Second, "resolvers scenario: load per forwarder")
+	scenarios := flag.String("scenarios", "blackhole,closed,servfail,slow,alldown,soak,overload,throughput,resolvers", "comma-separated scenarios to run")
 	which := flag.String("forwarders", "upstreamtier,forward,dnsdist,dnsmasq", "comma-separated forwarders to run")
 	coredns := flag.String("coredns", "", "coredns binary with upstreamtier and forward (default: build ./cmd/coredns into OUT/coredns)")
 	flag.Parse()
@@ -143,6 +148,14 @@ func (b *bench) main(scenarios, which []string, coredns string) error {
 			return fmt.Errorf("throughput: %w", err)
 		}
 		table := tputTable(rs, b.rate, b.cpuDur)
+		fmt.Println("\n" + table)
+		sections = append(sections, table)
+	}
+	if slices.Contains(scenarios, "resolvers") {
+		table, err := b.resolversScenario(fws)
+		if err != nil {
+			return fmt.Errorf("resolvers: %w", err)
+		}
 		fmt.Println("\n" + table)
 		sections = append(sections, table)
 	}
