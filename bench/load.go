@@ -60,6 +60,8 @@ type loadGen struct {
 	timeout time.Duration
 	tiers   map[string]int8 // answer IP -> tier number
 	prefix  string          // keeps names unique across runs sharing a forwarder
+	// nameOf, when set, names query i instead of name's default, e.g. to put a share of the load under another zone.
+	nameOf func(i int) string
 }
 
 // batchEvery is the pacing tick; each tick sends what the schedule owes, so
@@ -150,8 +152,13 @@ func (g *loadGen) pack(buf []byte, i int) []byte {
 	return out
 }
 
-// name returns query i's name, q<i>.<prefix>bench.example.
-func (g *loadGen) name(i int) string { return "q" + strconv.Itoa(i) + "." + g.prefix + nameSuffix[1:] }
+// name returns query i's name, q<i>.<prefix>bench.example. unless nameOf says otherwise.
+func (g *loadGen) name(i int) string {
+	if g.nameOf != nil {
+		return g.nameOf(i)
+	}
+	return "q" + strconv.Itoa(i) + "." + g.prefix + nameSuffix[1:]
+}
 
 // read records every answer on c, socket k of n, until c is closed.
 func (g *loadGen) read(k, n int, c *net.UDPConn, res *loadResult) {
