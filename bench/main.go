@@ -29,6 +29,10 @@ type bench struct {
 	soak      time.Duration // the soak's length
 	flap      time.Duration // each of the soak's tier 1 outages, and each healthy stretch between them
 	overload  time.Duration // the overload flood per forwarder
+	// The per-name scenarios (pername.go).
+	pernameDur  time.Duration // brokendomain and metaqueries run per forwarder
+	brokenShare float64       // brokendomain: share of the queries under the broken zone
+	metaRate    int           // metaqueries: queries per second of each meta type
 }
 
 // gen returns a load generator aimed at target with the bench's rate.
@@ -54,7 +58,10 @@ func main() {
 	flag.DurationVar(&b.soak, "soak", 60*time.Second, "soak run per forwarder, at the fixed rate")
 	flag.DurationVar(&b.flap, "flap", 5*time.Second, "soak: tier 1 is blackholed, then healthy, for this long by turns")
 	flag.DurationVar(&b.overload, "overload", 20*time.Second, "overload flood per forwarder")
-	scenarios := flag.String("scenarios", "blackhole,closed,servfail,slow,alldown,soak,overload,throughput", "comma-separated scenarios to run")
+	flag.DurationVar(&b.pernameDur, "pername-duration", 10*time.Second, "brokendomain and metaqueries: fixed-rate run per forwarder")
+	flag.Float64Var(&b.brokenShare, "broken-share", 0.2, "brokendomain: share of the queries under the zone tier 1 fails")
+	flag.IntVar(&b.metaRate, "meta-rate", 4, "metaqueries: queries per second of each meta type (AXFR, IXFR, qtype 0, ANY)")
+	scenarios := flag.String("scenarios", "blackhole,closed,servfail,slow,alldown,brokendomain,metaqueries,soak,overload,throughput", "comma-separated scenarios to run")
 	which := flag.String("forwarders", "upstreamtier,forward,dnsdist,dnsmasq", "comma-separated forwarders to run")
 	coredns := flag.String("coredns", "", "coredns binary with upstreamtier and forward (default: build ./cmd/coredns into OUT/coredns)")
 	flag.Parse()
@@ -114,6 +121,17 @@ func (b *bench) main(scenarios, which []string, coredns string) error {
 		if err := plotLatency(png, sc.name+": "+sc.about, runs, b.timeout); err != nil {
 			return err
 		}
+	}
+	for _, sc := range perNameScenarios {
+		if !slices.Contains(scenarios, sc.name) {
+			continue
+		}
+		table, err := sc.run(b, fws)
+		if err != nil {
+			return fmt.Errorf("%s: %w", sc.name, err)
+		}
+		fmt.Println("\n" + table)
+		sections = append(sections, table)
 	}
 	if slices.Contains(scenarios, "soak") {
 		table, err := b.soakScenario(fws)
