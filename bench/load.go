@@ -60,7 +60,8 @@ type loadGen struct {
 	timeout time.Duration
 	tiers   map[string]int8 // answer IP -> tier number
 	prefix  string          // keeps names unique across runs sharing a forwarder
-	names   []string        // if set, query i asks for names[i] instead (the resolvers scenario's repeating names)
+	// nameOf, when set, names query i instead of name's default, e.g. to put a share of the load under another zone.
+	nameOf func(i int) string
 }
 
 // batchEvery is the pacing tick; each tick sends what the schedule owes, so
@@ -151,10 +152,10 @@ func (g *loadGen) pack(buf []byte, i int) []byte {
 	return out
 }
 
-// name returns query i's name: names[i] if set, else q<i>.<prefix>bench.example.
+// name returns query i's name, q<i>.<prefix>bench.example. unless nameOf says otherwise.
 func (g *loadGen) name(i int) string {
-	if g.names != nil {
-		return g.names[i]
+	if g.nameOf != nil {
+		return g.nameOf(i)
 	}
 	return "q" + strconv.Itoa(i) + "." + g.prefix + nameSuffix[1:]
 }

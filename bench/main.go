@@ -32,6 +32,10 @@ type bench struct {
 	// resolversRate and resolversDur are the resolvers scenario's load.
 	resolversRate int
 	resolversDur  time.Duration
+	// The per-name scenarios (pername.go).
+	pernameDur  time.Duration // brokendomain and metaqueries run per forwarder
+	brokenShare float64       // brokendomain: share of the queries under the broken zone
+	metaRate    int           // metaqueries: queries per second of each meta type
 }
 
 // gen returns a load generator aimed at target with the bench's rate.
@@ -59,7 +63,10 @@ func main() {
 	flag.DurationVar(&b.overload, "overload", 20*time.Second, "overload flood per forwarder")
 	flag.IntVar(&b.resolversRate, "resolvers-rate", 1000, "resolvers scenario: offered queries per second")
 	flag.DurationVar(&b.resolversDur, "resolvers-duration", 20*time.Second, "resolvers scenario: load per forwarder")
-	scenarios := flag.String("scenarios", "blackhole,closed,servfail,slow,alldown,soak,overload,throughput,resolvers", "comma-separated scenarios to run")
+	flag.DurationVar(&b.pernameDur, "pername-duration", 10*time.Second, "brokendomain and metaqueries: fixed-rate run per forwarder")
+	flag.Float64Var(&b.brokenShare, "broken-share", 0.2, "brokendomain: share of the queries under the zone tier 1 fails")
+	flag.IntVar(&b.metaRate, "meta-rate", 4, "metaqueries: queries per second of each meta type (AXFR, IXFR, qtype 0, ANY)")
+	scenarios := flag.String("scenarios", "blackhole,closed,servfail,slow,alldown,brokendomain,metaqueries,resolvers,soak,overload,throughput", "comma-separated scenarios to run")
 	which := flag.String("forwarders", "upstreamtier,forward,dnsdist,dnsmasq", "comma-separated forwarders to run")
 	coredns := flag.String("coredns", "", "coredns binary with upstreamtier and forward (default: build ./cmd/coredns into OUT/coredns)")
 	flag.Parse()
@@ -119,6 +126,17 @@ func (b *bench) main(scenarios, which []string, coredns string) error {
 		if err := plotLatency(png, sc.name+": "+sc.about, runs, b.timeout); err != nil {
 			return err
 		}
+	}
+	for _, sc := range perNameScenarios {
+		if !slices.Contains(scenarios, sc.name) {
+			continue
+		}
+		table, err := sc.run(b, fws)
+		if err != nil {
+			return fmt.Errorf("%s: %w", sc.name, err)
+		}
+		fmt.Println("\n" + table)
+		sections = append(sections, table)
 	}
 	if slices.Contains(scenarios, "soak") {
 		table, err := b.soakScenario(fws)

@@ -30,11 +30,19 @@ const switchShare = 0.99
 
 // stats summarises the records sent in [from, to).
 func stats(recs []record, from, to time.Duration, timeout time.Duration) phaseStats {
+	return statsWhere(recs, func(_ int, r *record) bool {
+		t := time.Duration(r.sent)
+		return t >= from && t < to
+	}, timeout)
+}
+
+// statsWhere summarises the records that keep accepts, given their index and record.
+func statsWhere(recs []record, keep func(i int, r *record) bool, timeout time.Duration) phaseStats {
 	var s phaseStats
 	var lats []time.Duration
 	for i := range recs {
 		r := &recs[i]
-		if t := time.Duration(r.sent); t < from || t >= to {
+		if !keep(i, r) {
 			continue
 		}
 		s.sent++

@@ -116,7 +116,7 @@ func (b *bench) runResolvers(f forwarder, auth string, names []string) (*resolve
 	var tiers0 [resolverNo]countSnapshot
 	var auth0 countSnapshot
 	g := &loadGen{target: p.addr, rate: b.resolversRate, sockets: b.sockets, timeout: b.timeout,
-		tiers: map[string]int8{loadAnswer: 1}, names: names}
+		tiers: map[string]int8{loadAnswer: 1}, nameOf: func(i int) string { return names[i] }}
 	// Counting starts with the load, so the forwarder's start-up probes are not in the run.
 	lr, err := g.run(time.Duration(len(names))*time.Second/time.Duration(b.resolversRate), func(time.Time) { tiers0, auth0 = snap() })
 	if err != nil {
