@@ -18,7 +18,7 @@ import (
 const (
 	utHealthy       = "coredns_upstreamtier_upstream_healthy" // gauge, 0 while the upstream is down
 	utFailovers     = "coredns_upstreamtier_failovers_total"  // the serving tier moved down
-	utProbes        = "coredns_upstreamtier_probes_total"     // probes, sent only to down upstreams
+	utProbes        = "coredns_upstreamtier_probes_total"     // probes; those of kind down only go to down upstreams
 	proxyHCFailures = "coredns_proxy_healthcheck_failures_total"
 	forwardBroken   = "coredns_forward_healthcheck_broken_total" // every upstream was down
 )
@@ -202,6 +202,10 @@ func (w *healthWatch) key(m metric) string {
 		}
 		return "failovers " + m.labels["from"] + "→" + to
 	case utProbes:
+		// Probes of other kinds (standby, suspect, liveness) go to upstreams that are up.
+		if kind := m.labels["kind"]; kind != "" && kind != "down" {
+			return ""
+		}
 		return "probes of down " + w.upstream(m)
 	case proxyHCFailures:
 		return "health check failures " + w.upstream(m)

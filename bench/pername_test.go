@@ -99,3 +99,14 @@ func TestRcodeCell(t *testing.T) {
 		t.Errorf("empty: got %q", got)
 	}
 }
+
+// Only probes of kind down say an upstream was marked down.
+func TestHealthWatchKeyProbeKinds(t *testing.T) {
+	w := &healthWatch{names: map[string]string{"127.0.0.1:1": "t1"}}
+	for kind, want := range map[string]string{"down": "probes of down t1", "": "probes of down t1", "standby": "", "suspect": "", "liveness": ""} {
+		m := metric{name: utProbes, labels: map[string]string{"upstream": "127.0.0.1:1", "kind": kind}}
+		if got := w.key(m); got != want {
+			t.Errorf("kind %q: key %q, want %q", kind, got, want)
+		}
+	}
+}
