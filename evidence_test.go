@@ -240,3 +240,25 @@ func TestFailoverMemoryEntries(t *testing.T) {
 		t.Error("a memory that is off remembers")
 	}
 }
+
+// A query whose upstream goes silent moves on to the next tier once a
+// liveness probe goes unanswered, long before its own attempt would time
+// out: here the attempt timeout is the whole budget, so waiting it out
+// would be a SERVFAIL. fall 100 keeps the upstream up throughout.
+func TestSilentUpstreamLeftForNextTier(t *testing.T) {
+	up := startUpstreams(t, 2)
+	ut := newPlugin(t, "upstreamtier {\n tier site %s\n tier isp %s\n timeout 3s\n attempt_timeout 3s\n fall 100\n}", up...)
+	q := newClientQuery("primed.example.org", dns.TypeA)
+	m, _ := serve(t, ut, q, false)
+	expectFrom(t, q, m, up[0])
+
+	up[0].SetMode(faultdns.Blackhole)
+	for i := range 3 {
+		q := newClientQuery(fmt.Sprintf("silent%d.example.org", i), dns.TypeA)
+		m, _ := serve(t, ut, q, i == 1)
+		expectFrom(t, q, m, up[1])
+	}
+	if !ut.tiers[0].upstreams[0].available() {
+		t.Error("marked down before fall pieces of evidence")
+	}
+}

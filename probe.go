@@ -72,12 +72,17 @@ func (u *Upstream) probeAnswered(rtt time.Duration) {
 }
 
 // probeTimeout is how long a probe waits: four times the probes' smoothed
-// RTT, at least minProbeTimeout, and the attempt_timeout until a probe has
-// been answered once.
+// RTT, at least minProbeTimeout; until a probe has been answered, the
+// client queries' checkpoint, and before any answer at all the
+// attempt_timeout.
 func (u *Upstream) probeTimeout() time.Duration {
 	rtt := time.Duration(u.health.probeRTT.Load())
 	if rtt == 0 {
-		return u.hc.limit
+		if u.health.srtt.Load() == 0 {
+			return u.hc.limit
+		}
+		_, checkpoint := u.timeouts(u.hc.limit)
+		return max(checkpoint, minProbeTimeout)
 	}
 	return min(max(4*rtt, minProbeTimeout), u.hc.limit)
 }

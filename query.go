@@ -59,6 +59,7 @@ type query struct {
 type flight struct {
 	u      *Upstream // nil for a free slot
 	since  time.Time // the attempt's start, or when its upstream was last seen alive
+	check  *liveness // the liveness check asked about it, until its verdict is read
 	silent bool      // its upstream sent nothing back since the attempt started
 }
 
@@ -337,16 +338,20 @@ func (q *query) silence() (alive bool, check <-chan struct{}) {
 		if f.u == nil || f.silent {
 			continue
 		}
-		lc := f.u.checkAlive(f.since)
+		if f.check == nil {
+			f.check = f.u.checkAlive(f.since)
+		}
 		select {
-		case <-lc.done:
-			if lc.alive {
+		case <-f.check.done:
+			alive := f.check.alive
+			f.check = nil
+			if alive {
 				f.since = time.Now()
 				return true, nil
 			}
 			f.silent = true
 		default:
-			return false, lc.done
+			return false, f.check.done
 		}
 	}
 	return false, nil
