@@ -14,7 +14,7 @@ import (
 //
 // Plain DNS goes through this pool and not through pkg/proxy because the
 // proxy reads until its fixed read timeout and rewrites the request's ID
-// in place: an attempt could not stop at its own adaptive deadline, and a
+// in place: an attempt could not stop at its own deadline, and a
 // hedge could not run beside it without copying the request. Here a
 // connection belongs to exactly one attempt until it is put back, and the
 // attempt sets its own deadlines. (DoT stays on pkg/proxy, see dot.go.)
