@@ -229,6 +229,11 @@ func TestFailoverMemoryEntries(t *testing.T) {
 	if fm.failed("b.example.", dns.TypeA) != 0 {
 		t.Error("an entry for another name matched")
 	}
+	// An expired entry among live ones does not count.
+	fm.names.Add(memoKey("old.example.", dns.TypeA), memo{name: "old.example.", qtype: dns.TypeA, tiers: 1, expires: time.Now().Add(-time.Second).UnixNano()})
+	if fm.failed("old.example.", dns.TypeA) != 0 {
+		t.Error("an expired entry counts while others are alive")
+	}
 
 	expired := newFailoverMemory(-time.Second, 100)
 	expired.remember("a.example.", dns.TypeA, 0)

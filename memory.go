@@ -2,6 +2,7 @@ package upstreamtier
 
 import (
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/coredns/coredns/plugin/pkg/cache"
@@ -15,6 +16,9 @@ import (
 type failoverMemory struct {
 	ttl   time.Duration
 	names *cache.Cache[memo]
+	// last is when the newest entry expires, in Unix ns: past it nothing
+	// is remembered, and a query does not hash its name to find that out.
+	last atomic.Int64
 }
 
 // memo is what the memory holds for one name and type.
@@ -38,11 +42,21 @@ func (fm *failoverMemory) failed(name string, qtype uint16) uint64 {
 	if fm == nil {
 		return 0
 	}
-	m, ok := fm.names.Get(memoKey(name, qtype))
-	if !ok || m.qtype != qtype || !strings.EqualFold(m.name, name) || time.Now().UnixNano() > m.expires {
+	now := time.Now().UnixNano()
+	if now > fm.last.Load() {
 		return 0
 	}
-	return m.tiers
+	return fm.live(memoKey(name, qtype), name, qtype, now).tiers
+}
+
+// live returns the entry for the name and type under key, or a zero memo
+// when there is none, it has expired, or the key is another name's.
+func (fm *failoverMemory) live(key uint64, name string, qtype uint16, now int64) memo {
+	m, ok := fm.names.Get(key)
+	if !ok || m.qtype != qtype || !strings.EqualFold(m.name, name) || now > m.expires {
+		return memo{}
+	}
+	return m
 }
 
 // remember records that tier i answered the name and type with a failover
@@ -53,14 +67,16 @@ func (fm *failoverMemory) remember(name string, qtype uint16, i int) bool {
 		return false
 	}
 	key := memoKey(name, qtype)
-	m := memo{name: name, qtype: qtype}
-	if old, ok := fm.names.Get(key); ok && old.qtype == qtype && strings.EqualFold(old.name, name) && time.Now().UnixNano() <= old.expires {
-		m.tiers = old.tiers
+	now := time.Now().UnixNano()
+	expires := now + int64(fm.ttl)
+	tiers := fm.live(key, name, qtype, now).tiers | 1<<i
+	fm.names.Add(key, memo{name: name, qtype: qtype, tiers: tiers, expires: expires})
+	for {
+		old := fm.last.Load()
+		if expires <= old || fm.last.CompareAndSwap(old, expires) {
+			return true
+		}
 	}
-	m.tiers |= 1 << i
-	m.expires = time.Now().Add(fm.ttl).UnixNano()
-	fm.names.Add(key, m)
-	return true
 }
 
 // memoKey hashes the name, in lower case, and the type with FNV-1a, without
