@@ -149,23 +149,29 @@ func (u *Upstream) goodAnswer(rtt time.Duration) {
 	}
 	h.srtt.Store(int64(max(srtt, 1)))
 	h.rttvar.Store(int64(rttvar))
+	lc := h.heard()
 	h.mu.Unlock()
-	u.alive()
+	lc.finish(true)
 }
 
-// alive records that the upstream sent something back: the run of
-// evidence against it ends, and a liveness check waiting for it is done.
+// alive records that the upstream sent something back.
 func (u *Upstream) alive() {
 	h := &u.health
-	h.answered.Store(time.Now().UnixNano())
 	h.mu.Lock()
+	lc := h.heard()
+	h.mu.Unlock()
+	lc.finish(true)
+}
+
+// heard notes, with h.mu held, that the upstream sent something back: the
+// run of evidence against it ends, and it returns the liveness check in
+// flight, if any, for the caller to finish once the lock is released.
+func (h *health) heard() *liveness {
+	h.answered.Store(time.Now().UnixNano())
 	h.fails = 0
 	lc := h.liveness
 	h.liveness = nil
-	h.mu.Unlock()
-	if lc != nil {
-		lc.finish(true)
-	}
+	return lc
 }
 
 // evidence records one sign that the upstream itself is down; the fall-th
@@ -248,20 +254,19 @@ func (u *Upstream) markUp() {
 	u.hc.changed(u, true, nil)
 }
 
-// timeouts returns how long an attempt may wait for its answer, and its
-// checkpoint: after how long without an answer it is hedged within the
-// tier, or asked whether its upstream is alive at all. The checkpoint is
-// the RFC 6298 retransmission timeout srtt + 4·rttvar, bounded by limit.
-// The attempt itself may wait the whole limit: a recursive resolver's cache
-// miss takes far longer than its hits, and is worth waiting for while the
-// resolver keeps answering.
-func (u *Upstream) timeouts(limit time.Duration) (attempt, checkpoint time.Duration) {
+// checkpoint returns when an attempt still unanswered is hedged within the
+// tier, or its upstream asked whether it is alive at all: the RFC 6298
+// retransmission timeout srtt + 4·rttvar, bounded by limit. The attempt
+// itself may wait the whole limit: a recursive resolver's cache miss takes
+// far longer than its hits, and is worth waiting for while the resolver
+// keeps answering.
+func (u *Upstream) checkpoint(limit time.Duration) time.Duration {
 	srtt := time.Duration(u.health.srtt.Load())
 	if srtt == 0 {
-		return limit, min(limit, defaultHedgeDelay)
+		return min(limit, defaultHedgeDelay)
 	}
 	rto := srtt + 4*time.Duration(u.health.rttvar.Load())
-	return limit, min(max(rto, minHedgeDelay), limit)
+	return min(max(rto, minHedgeDelay), limit)
 }
 
 // healthChanged reports an upstream going down or up, in logs and metrics,

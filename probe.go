@@ -81,8 +81,7 @@ func (u *Upstream) probeTimeout() time.Duration {
 		if u.health.srtt.Load() == 0 {
 			return u.hc.limit
 		}
-		_, checkpoint := u.timeouts(u.hc.limit)
-		return max(checkpoint, minProbeTimeout)
+		return max(u.checkpoint(u.hc.limit), minProbeTimeout)
 	}
 	return min(max(4*rtt, minProbeTimeout), u.hc.limit)
 }
@@ -209,7 +208,11 @@ var aliveNow = func() *liveness {
 	return lc
 }()
 
+// finish gives the check its verdict; a nil check has nobody waiting.
 func (lc *liveness) finish(alive bool) {
+	if lc == nil {
+		return
+	}
 	lc.alive = alive
 	close(lc.done)
 }

@@ -167,11 +167,10 @@ func (ut *UpstreamTier) lastUp(q *query) *Upstream {
 // timing returns the timeout and the checkpoint of an attempt on u: a
 // fixed hedge delay, when given, is the checkpoint.
 func (ut *UpstreamTier) timing(u *Upstream) (attempt, checkpoint time.Duration) {
-	attempt, checkpoint = u.timeouts(ut.attemptTimeout)
 	if ut.hedge > 0 {
-		checkpoint = min(ut.hedge, attempt)
+		return ut.attemptTimeout, min(ut.hedge, ut.attemptTimeout)
 	}
-	return attempt, checkpoint
+	return ut.attemptTimeout, u.checkpoint(ut.attemptTimeout)
 }
 
 // hedgeSlot takes one of the plugin-wide hedge slots, if one is free.
