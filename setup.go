@@ -130,9 +130,8 @@ func parseUpstreamTier(c *caddy.Controller) (*UpstreamTier, error) {
 }
 
 func parseStanza(c *caddy.Controller) (*UpstreamTier, error) {
-	ut := &UpstreamTier{timeout: defaultTimeout, maxHedges: defaultMaxHedges}
+	ut := &UpstreamTier{timeout: defaultTimeout, maxHedges: defaultMaxHedges, memory: newFailoverMemory(defaultMemoryTTL, defaultMemorySize)}
 	ut.hc = &healthCheck{interval: defaultInterval, standby: defaultStandby, domain: ".", fall: defaultFall, rise: defaultRise, stop: make(chan struct{})}
-	memoryTTL, memorySize := defaultMemoryTTL, defaultMemorySize
 	ut.hc.changed = ut.healthChanged
 	from, err := parseZones(c, c.RemainingArgs(), "FROM")
 	if err != nil {
@@ -147,12 +146,6 @@ func parseStanza(c *caddy.Controller) (*UpstreamTier, error) {
 			return nil, c.Errf("%s given twice", prop)
 		}
 		seen[prop] = true
-		if prop == "failover_memory" {
-			if memoryTTL, memorySize, err = parseMemory(c); err != nil {
-				return nil, err
-			}
-			continue
-		}
 		if err := parseProperty(c, ut, prop); err != nil {
 			return nil, err
 		}
@@ -173,9 +166,6 @@ func parseStanza(c *caddy.Controller) (*UpstreamTier, error) {
 	ut.hc.limit, ut.hc.failover = ut.attemptTimeout, ut.failover
 	for _, t := range ut.tiers {
 		ut.upstreams += len(t.upstreams)
-	}
-	if memoryTTL > 0 {
-		ut.memory = newFailoverMemory(memoryTTL, memorySize)
 	}
 	return ut, nil
 }
@@ -217,29 +207,28 @@ func parseProperty(c *caddy.Controller, ut *UpstreamTier, prop string) error {
 		}
 		ut.attemptTimeout = d
 	case "hedge":
-		args := c.RemainingArgs()
-		if len(args) == 1 && args[0] == "off" {
-			ut.hedgeOff = true
-			return nil
-		}
-		d, err := durationArgs(c, "hedge", args)
+		d, err := durationOrOff(c)
 		if err != nil {
 			return err
 		}
-		ut.hedge = d
+		ut.hedge, ut.hedgeOff = d, d == 0
 	case "health_check":
 		return parseHealthCheck(c, ut.hc)
 	case "standby_probe":
-		args := c.RemainingArgs()
-		if len(args) == 1 && args[0] == "off" {
-			ut.hc.standby = 0
-			return nil
-		}
-		d, err := durationArgs(c, "standby_probe", args)
+		d, err := durationOrOff(c)
 		if err != nil {
 			return err
 		}
 		ut.hc.standby = d
+	case "failover_memory":
+		ttl, size, err := parseMemory(c)
+		if err != nil {
+			return err
+		}
+		ut.memory = nil
+		if ttl > 0 {
+			ut.memory = newFailoverMemory(ttl, size)
+		}
 	case "fall", "rise":
 		n, err := parseCount(c, 100)
 		if err != nil {
@@ -589,6 +578,16 @@ func parseCount(c *caddy.Controller, most int) (int, error) {
 		return 0, c.Errf("%s: %q is not a number between 1 and %d", prop, args[0], most)
 	}
 	return n, nil
+}
+
+// durationOrOff reads the property's one argument: a positive DURATION, or
+// off, which gives 0.
+func durationOrOff(c *caddy.Controller) (time.Duration, error) {
+	prop, args := c.Val(), c.RemainingArgs()
+	if len(args) == 1 && args[0] == "off" {
+		return 0, nil
+	}
+	return durationArgs(c, prop, args)
 }
 
 // parseMemory reads "failover_memory DURATION [SIZE]" or "failover_memory
