@@ -101,7 +101,6 @@ func TestDoT(t *testing.T) {
 		{"server name in TO", valid, "tier dot tls://%[1]s {\n tls %[2]s\n }", true},
 		{"unknown CA", valid, "tier dot tls://%[1]s {\n tls_servername " + dotServerName + "\n }", false},
 		{"wrong server name", valid, "tier dot tls://%[1]s {\n tls %[2]s\n tls_servername wrong.example\n }", false},
-		{"no server name", valid, "tier dot tls://%[1]s {\n tls %[2]s\n }", false},
 		{"expired certificate", expired, "tier dot tls://%[1]s {\n tls %[2]s\n tls_servername " + dotServerName + "\n }", false},
 	}
 	for _, tc := range tests {
@@ -132,11 +131,13 @@ func TestDoT(t *testing.T) {
 	}
 }
 
-// A truncated answer from a DoT upstream in a prefer_udp tier is passed on
-// as it is: there is no plain TCP to retry over.
+// A truncated answer from a DoT upstream in a prefer_udp tier (prefer_udp
+// is for its plain upstream) is passed on as it is: there is no plain TCP
+// to retry over.
 func TestDoTTruncatedPreferUDP(t *testing.T) {
 	addr, caFile := startDoT(t, time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
-	ut := newPlugin(t, fmt.Sprintf("upstreamtier {\n tier dot tls://%s {\n tls %s\n tls_servername %s\n prefer_udp\n }\n}", addr, caFile, dotServerName))
+	plain := startUpstreams(t, 1)[0]
+	ut := newPlugin(t, fmt.Sprintf("upstreamtier {\n tier dot tls://%s %%s {\n tls %s\n tls_servername %s\n prefer_udp\n policy sequential\n }\n}", addr, caFile, dotServerName), plain)
 	q := newClientQuery("tc.example.org", dns.TypeA)
 	m, err := serve(t, ut, q, false)
 	if err != nil {

@@ -160,8 +160,16 @@ func checkParsedStanza(t *testing.T, ut *UpstreamTier) {
 	if len(ut.failover) == 0 || ut.failover[dns.RcodeSuccess] {
 		t.Fatalf("failover set %v: want some rcodes and not NOERROR", ut.failover)
 	}
-	if ut.hedge < 0 || ut.maxHedges <= 0 {
-		t.Fatalf("hedge %s, max hedges %d", ut.hedge, ut.maxHedges)
+	if ut.hedge < 0 || ut.hedge >= ut.attemptTimeout || ut.maxHedges <= 0 {
+		t.Fatalf("hedge %s, attempt_timeout %s, max hedges %d: want 0 <= hedge < attempt_timeout", ut.hedge, ut.attemptTimeout, ut.maxHedges)
+	}
+	for _, c := range []struct {
+		d time.Duration
+		b bounds
+	}{{ut.timeout, timeoutBounds}, {ut.attemptTimeout, attemptBounds}, {ut.hc.interval, intervalBounds}} {
+		if err := c.b.check("duration", c.d); err != nil {
+			t.Fatal(err)
+		}
 	}
 	hc := ut.hc
 	if hc == nil || hc.changed == nil || hc.stop == nil {
@@ -180,6 +188,7 @@ func checkParsedStanza(t *testing.T, ut *UpstreamTier) {
 	checkZones(t, "except", ut.except)
 
 	names := map[string]bool{}
+	seen := map[string]bool{} // one server, one tier: one health state
 	n := 0
 	for _, tr := range ut.tiers {
 		if !tierName.MatchString(tr.name) || names[tr.name] {
@@ -196,7 +205,6 @@ func checkParsedStanza(t *testing.T, ut *UpstreamTier) {
 			t.Fatalf("tier %q has force_tcp and prefer_udp", tr.name)
 		}
 		checkZones(t, "tier "+tr.name+" except", tr.except)
-		seen := map[string]bool{}
 		hasTLS := false
 		for _, u := range tr.upstreams {
 			n++
@@ -204,11 +212,11 @@ func checkParsedStanza(t *testing.T, ut *UpstreamTier) {
 				t.Fatalf("tier %q: upstream %s does not point back to its tier and health check", tr.name, u.Addr())
 			}
 			if seen[u.Addr()] {
-				t.Fatalf("tier %q: upstream %s twice", tr.name, u.Addr())
+				t.Fatalf("tier %q: upstream %s listed twice, in this tier or another", tr.name, u.Addr())
 			}
 			seen[u.Addr()] = true
-			if err := checkHostPort(u.addr); err != nil {
-				t.Fatalf("tier %q: upstream address %q: %v", tr.name, u.addr, err)
+			if ap, err := parseHostPort(u.addr, u.transport); err != nil || ap.String() != u.addr {
+				t.Fatalf("tier %q: upstream address %q is not normalized (%v)", tr.name, u.addr, err)
 			}
 			switch u.transport {
 			case transport.DNS:
@@ -221,8 +229,8 @@ func checkParsedStanza(t *testing.T, ut *UpstreamTier) {
 					t.Fatalf("tier %q: DoT upstream %s without a proxy", tr.name, u.Addr())
 				}
 				cfg := u.proxy.GetTransport().GetTLSConfig()
-				if cfg == nil || cfg.InsecureSkipVerify {
-					t.Fatalf("tier %q: DoT upstream %s without a verifying TLS config", tr.name, u.Addr())
+				if cfg == nil || cfg.InsecureSkipVerify || cfg.ServerName == "" {
+					t.Fatalf("tier %q: DoT upstream %s without a verifying TLS config and a server name", tr.name, u.Addr())
 				}
 			default:
 				t.Fatalf("tier %q: upstream %s with transport %q", tr.name, u.Addr(), u.transport)

@@ -302,7 +302,7 @@ func TestNoHedge(t *testing.T) {
 // taking traffic back at every blip.
 func TestFlappingBacksOff(t *testing.T) {
 	up := startUpstreams(t, 2)
-	ut := newPlugin(t, "upstreamtier {\n tier site %s\n tier isp %s\n fall 1\n rise 1\n health_check 5ms\n}", up...)
+	ut := newPlugin(t, "upstreamtier {\n tier site %s\n tier isp %s\n fall 1\n rise 1\n health_check 10ms\n}", up...)
 	changes := watch(ut)
 	u := ut.tiers[0].upstreams[0]
 	name := names()
@@ -324,7 +324,7 @@ func TestFlappingBacksOff(t *testing.T) {
 // Shutdown ends the probes of down upstreams.
 func TestShutdownStopsProbes(t *testing.T) {
 	up := startUpstreams(t, 2)
-	ut := newPlugin(t, "upstreamtier {\n tier site %s\n tier isp %s\n fall 1\n health_check 5ms\n}", up...)
+	ut := newPlugin(t, "upstreamtier {\n tier site %s\n tier isp %s\n fall 1\n health_check 10ms\n}", up...)
 	changes := watch(ut)
 	up[0].SetMode(faultdns.Blackhole)
 	serve(t, ut, newClientQuery("www.example.org", dns.TypeA), false)

@@ -196,7 +196,7 @@ func TestShutdownLeavesNothing(t *testing.T) {
 	tier isp %s
 	tier public %s
 	fall 1
-	health_check 5ms
+	health_check 10ms
 	hedge 5ms
 	attempt_timeout 300ms
 }`, up...)

@@ -1,10 +1,9 @@
 package upstreamtier
 
 import (
-	"crypto/tls"
 	"fmt"
 	"net"
-	"path/filepath"
+	"net/netip"
 	"regexp"
 	"strconv"
 	"strings"
@@ -14,10 +13,7 @@ import (
 	"github.com/coredns/coredns/core/dnsserver"
 	"github.com/coredns/coredns/plugin"
 	"github.com/coredns/coredns/plugin/dnstap"
-	"github.com/coredns/coredns/plugin/pkg/parse"
 	"github.com/coredns/coredns/plugin/pkg/proxy"
-	pkgtls "github.com/coredns/coredns/plugin/pkg/tls"
-	"github.com/coredns/coredns/plugin/pkg/transport"
 
 	"github.com/miekg/dns"
 )
@@ -41,15 +37,11 @@ const (
 // defaultFailover are the rcodes that mean "this upstream cannot answer".
 var defaultFailover = []int{dns.RcodeServerFailure, dns.RcodeRefused}
 
-const (
-	topProperties  = "tier, except, failover, timeout, attempt_timeout, hedge, health_check, standby_probe, fall, rise, all_down, max_concurrent, failover_memory"
-	tierProperties = "policy, except, tls, tls_servername, force_tcp, prefer_udp"
-)
-
 func init() { plugin.Register(pluginName, setup) }
 
 func setup(c *caddy.Controller) error {
-	ut, err := parseUpstreamTier(c)
+	p := newParser(c)
+	ut, err := p.parse()
 	if err != nil {
 		return plugin.Error(pluginName, err)
 	}
@@ -59,6 +51,9 @@ func setup(c *caddy.Controller) error {
 	})
 	c.OnStartup(func() error {
 		cfg := dnsserver.GetConfig(c)
+		if err := p.checkForward(cfg.Handler("forward")); err != nil {
+			return plugin.Error(pluginName, err)
+		}
 		ut.hc.server = serverLabel(cfg)
 		ut.metadata = cfg.Handler("metadata") != nil
 		if tap, ok := cfg.Handler("dnstap").(*dnstap.Dnstap); ok {
@@ -114,51 +109,107 @@ func (ut *UpstreamTier) OnShutdown() error {
 	return nil
 }
 
-// parseUpstreamTier reads the one upstreamtier stanza of a server block.
-func parseUpstreamTier(c *caddy.Controller) (*UpstreamTier, error) {
-	var ut *UpstreamTier
-	for c.Next() {
-		if ut != nil {
-			return nil, c.Err("only one upstreamtier stanza per server block; put all tiers in it")
-		}
-		var err error
-		if ut, err = parseStanza(c); err != nil {
-			return nil, err
-		}
-	}
-	return ut, nil
-}
-
-func parseStanza(c *caddy.Controller) (*UpstreamTier, error) {
+// newUpstreamTier returns a plugin with the default configuration, wired
+// to its health checks: the parser only changes what the Corefile sets.
+func newUpstreamTier() *UpstreamTier {
 	ut := &UpstreamTier{timeout: defaultTimeout, maxHedges: defaultMaxHedges, memory: newFailoverMemory(defaultMemoryTTL, defaultMemorySize)}
 	ut.hc = &healthCheck{interval: defaultInterval, standby: defaultStandby, domain: ".", fall: defaultFall, rise: defaultRise, stop: make(chan struct{})}
 	ut.hc.changed = ut.healthChanged
-	from, err := parseZones(c, c.RemainingArgs(), "FROM")
-	if err != nil {
-		return nil, err
-	}
-	ut.from = plugin.OriginsFromArgsOrServerBlock(from, c.ServerBlockKeys)
+	return ut
+}
 
-	seen := map[string]bool{}
-	for c.NextBlock() {
-		prop := c.Val()
-		if prop != "tier" && seen[prop] {
-			return nil, c.Errf("%s given twice", prop)
+// parseUpstreamTier reads the one upstreamtier stanza of a server block.
+func parseUpstreamTier(c *caddy.Controller) (*UpstreamTier, error) {
+	return newParser(c).parse()
+}
+
+// parser reads one server block's upstreamtier stanza. It remembers the
+// line of each property, so that a check that needs the whole block names
+// the line the problem is on, not the block's closing brace.
+type parser struct {
+	c     *caddy.Controller
+	ut    *UpstreamTier
+	line  int            // the upstreamtier line
+	lines map[string]int // the line of each top-level property given
+
+	tier           *Tier // the tier whose line and block are being read
+	tos            []to  // its upstreams
+	tierExceptLine int   // the line of its except, 0 if none
+
+	upstreams map[string]tierLine // every upstream so far, by upstreamKey
+}
+
+// tierLine is where a tier was written.
+type tierLine struct {
+	name string
+	line int
+}
+
+func newParser(c *caddy.Controller) *parser {
+	return &parser{c: c, lines: map[string]int{}, upstreams: map[string]tierLine{}}
+}
+
+func (p *parser) parse() (*UpstreamTier, error) {
+	for p.c.Next() {
+		if p.ut != nil {
+			return nil, p.c.Err("only one upstreamtier stanza per server block; put all tiers in it")
 		}
-		seen[prop] = true
-		if err := parseProperty(c, ut, prop); err != nil {
+		if err := p.stanza(); err != nil {
 			return nil, err
 		}
 	}
+	return p.ut, nil
+}
 
-	if len(ut.tiers) == 0 {
-		return nil, c.Err("no tier defined: expected at least one 'tier NAME TO...' line in the upstreamtier block")
+// errAt returns a parse error for line, in the format of caddy's own.
+func (p *parser) errAt(line int, format string, args ...any) error {
+	return fmt.Errorf("%s:%d - Error during parsing: %s", p.c.File(), line, fmt.Sprintf(format, args...))
+}
+
+func (p *parser) stanza() error {
+	p.ut = newUpstreamTier()
+	p.line = p.c.Line()
+	if err := p.fromZones(p.c.RemainingArgs()); err != nil {
+		return err
 	}
-	if ut.attemptTimeout == 0 {
+	for p.c.NextBlock() {
+		name := p.c.Val()
+		prop, err := p.lookupProperty(atTop, name)
+		if err != nil {
+			return err
+		}
+		if p.lines[name] != 0 && !prop.repeat {
+			return p.c.Errf("%s given twice", name)
+		}
+		p.lines[name] = p.c.Line()
+		if err := prop.parse(p); err != nil {
+			return err
+		}
+	}
+	return p.finish()
+}
+
+// finish checks what needs the whole block, and derives the defaults that
+// depend on other properties.
+func (p *parser) finish() error {
+	ut := p.ut
+	if len(ut.tiers) == 0 {
+		return p.errAt(p.line, "no tier defined: expected at least one 'tier NAME TO...' line in the upstreamtier block")
+	}
+	if p.lines["attempt_timeout"] == 0 {
 		ut.attemptTimeout = min(defaultAttemptTimeout, ut.timeout)
 	}
 	if ut.attemptTimeout > ut.timeout {
-		return nil, c.Errf("attempt_timeout %s is longer than timeout %s: one attempt cannot outlast the whole query", ut.attemptTimeout, ut.timeout)
+		return p.errAt(p.lines["attempt_timeout"], "attempt_timeout %s is longer than timeout %s%s: one attempt cannot outlast the whole query", ut.attemptTimeout, ut.timeout, p.defaulted("timeout"))
+	}
+	if ut.hedge >= ut.attemptTimeout {
+		return p.errAt(p.lines["hedge"], "hedge %s is not shorter than attempt_timeout %s%s: a hedge is sent while an attempt still waits", ut.hedge, ut.attemptTimeout, p.defaulted("attempt_timeout"))
+	}
+	if len(ut.except) > 0 && coversAll(ut.except, ut.from) {
+		return p.errAt(p.lines["except"], "except %s covers all of FROM (%s): upstreamtier would never answer", strings.Join(ut.except, " "), strings.Join(ut.from, " "))
+	}
+	if z := outside(ut.except, ut.from); z != "" {
+		return p.errAt(p.lines["except"], "except %s is outside FROM (%s): it changes nothing", z, strings.Join(ut.from, " "))
 	}
 	if ut.failover == nil {
 		ut.failover = rcodeSet(defaultFailover)
@@ -167,136 +218,240 @@ func parseStanza(c *caddy.Controller) (*UpstreamTier, error) {
 	for _, t := range ut.tiers {
 		ut.upstreams += len(t.upstreams)
 	}
-	return ut, nil
+	return nil
 }
 
-func parseProperty(c *caddy.Controller, ut *UpstreamTier, prop string) error {
-	switch prop {
-	case "tier":
-		t, err := parseTier(c, ut)
-		if err != nil {
-			return err
+// defaulted says " (the default)" when prop was not written.
+func (p *parser) defaulted(prop string) string {
+	if p.lines[prop] == 0 {
+		return " (the default)"
+	}
+	return ""
+}
+
+// fromZones reads the FROM zones of the upstreamtier line.
+func (p *parser) fromZones(args []string) error {
+	for _, a := range args {
+		if looksLikeAddress(a) {
+			return p.c.Errf("FROM %q is an upstream address, not a zone: upstreams go in tier lines, as in upstreamtier [FROM...] { tier NAME %s }", a, a)
 		}
-		t.index = len(ut.tiers)
-		ut.tiers = append(ut.tiers, t)
-	case "except":
-		zones, err := parseZones(c, c.RemainingArgs(), "ZONE")
-		if err != nil {
-			return err
-		}
-		if len(zones) == 0 {
-			return c.Err("except needs at least one ZONE")
-		}
-		ut.except = zones
-	case "failover":
-		rcodes, err := parseFailover(c)
-		if err != nil {
-			return err
-		}
-		ut.failover = rcodeSet(rcodes)
-	case "timeout":
-		d, err := parseDuration(c)
-		if err != nil {
-			return err
-		}
-		ut.timeout = d
-	case "attempt_timeout":
-		d, err := parseDuration(c)
-		if err != nil {
-			return err
-		}
-		ut.attemptTimeout = d
-	case "hedge":
-		d, err := durationOrOff(c)
-		if err != nil {
-			return err
-		}
-		ut.hedge, ut.hedgeOff = d, d == 0
-	case "health_check":
-		return parseHealthCheck(c, ut.hc)
-	case "standby_probe":
-		d, err := durationOrOff(c)
-		if err != nil {
-			return err
-		}
-		ut.hc.standby = d
-	case "failover_memory":
-		ttl, size, err := parseMemory(c)
-		if err != nil {
-			return err
-		}
-		ut.memory = nil
-		if ttl > 0 {
-			ut.memory = newFailoverMemory(ttl, size)
-		}
-	case "fall", "rise":
-		n, err := parseCount(c, 100)
-		if err != nil {
-			return err
-		}
-		if prop == "fall" {
-			ut.hc.fall = n
-		} else {
-			ut.hc.rise = n
-		}
-	case "max_concurrent":
-		n, err := parseCount(c, 1<<30)
-		if err != nil {
-			return err
-		}
-		ut.maxConcurrent = int64(n)
-	case "all_down":
-		args := c.RemainingArgs()
-		if len(args) != 1 || (args[0] != "servfail" && args[0] != "try") {
-			return c.Err("all_down needs servfail or try")
-		}
-		ut.allDownTry = args[0] == "try"
-	case "policy", "tls", "tls_servername", "force_tcp", "prefer_udp":
-		return c.Errf("%s belongs in a tier's block: tier NAME TO... { %s ... }", prop, prop)
-	default:
-		return c.Errf("unknown property %q; expected one of %s", prop, topProperties)
+	}
+	from, err := parseZones(p.c, args, "FROM")
+	if err != nil {
+		return err
+	}
+	if err := p.inServerBlock(from); err != nil {
+		return err
+	}
+	p.ut.from = plugin.OriginsFromArgsOrServerBlock(from, p.c.ServerBlockKeys)
+	return nil
+}
+
+// inServerBlock refuses a FROM zone that shares no name with the server
+// block's zones: CoreDNS never hands such a query to the block.
+func (p *parser) inServerBlock(from []string) error {
+	var block []string
+	for _, k := range p.c.ServerBlockKeys {
+		block = append(block, plugin.Host(k).NormalizeExact()...)
+	}
+	if len(block) == 0 {
+		return nil
+	}
+	if z := outside(from, block); z != "" {
+		return p.c.Errf("FROM %s is outside the server block's zones (%s): no query for it reaches this block", z, strings.Join(block, " "))
 	}
 	return nil
 }
 
+// The top-level properties.
+
+func (p *parser) except() (err error) {
+	p.ut.except, err = p.zones()
+	return err
+}
+
+// zones reads the ZONE... arguments of except.
+func (p *parser) zones() ([]string, error) {
+	zones, err := parseZones(p.c, p.c.RemainingArgs(), "ZONE")
+	if err == nil && len(zones) == 0 {
+		err = p.c.Err("except needs at least one ZONE")
+	}
+	return zones, err
+}
+
+func (p *parser) failover() error {
+	args := p.c.RemainingArgs()
+	if len(args) == 0 {
+		return p.c.Err("failover needs at least one RCODE, e.g. SERVFAIL REFUSED")
+	}
+	var rcodes []int
+	for _, a := range args {
+		rc, ok := dns.StringToRcode[strings.ToUpper(a)]
+		if !ok {
+			return p.c.Errf("failover: %q is not an rcode; expected names like SERVFAIL, REFUSED, NXDOMAIN", a)
+		}
+		if rc == dns.RcodeSuccess {
+			return p.c.Err("failover: NOERROR is an answer, not a failure")
+		}
+		rcodes = append(rcodes, rc)
+	}
+	p.ut.failover = rcodeSet(rcodes)
+	return nil
+}
+
+func (p *parser) timeout() (err error) {
+	p.ut.timeout, err = p.duration(timeoutBounds)
+	return err
+}
+
+func (p *parser) attemptTimeout() (err error) {
+	p.ut.attemptTimeout, err = p.duration(attemptBounds)
+	return err
+}
+
+func (p *parser) hedge() error {
+	d, err := p.durationOrOff(hedgeBounds)
+	p.ut.hedge, p.ut.hedgeOff = d, d == 0
+	return err
+}
+
+func (p *parser) standbyProbe() (err error) {
+	p.ut.hc.standby, err = p.durationOrOff(standbyBounds)
+	return err
+}
+
+func (p *parser) fall() (err error) {
+	p.ut.hc.fall, err = p.count(100)
+	return err
+}
+
+func (p *parser) rise() (err error) {
+	p.ut.hc.rise, err = p.count(100)
+	return err
+}
+
+func (p *parser) maxConcurrent() error {
+	n, err := p.count(1 << 30)
+	p.ut.maxConcurrent = int64(n)
+	return err
+}
+
+func (p *parser) allDown() error {
+	args := p.c.RemainingArgs()
+	if len(args) != 1 || (args[0] != "servfail" && args[0] != "try") {
+		return p.c.Err("all_down needs servfail or try")
+	}
+	p.ut.allDownTry = args[0] == "try"
+	return nil
+}
+
+// failoverMemory reads "failover_memory DURATION [SIZE]" or "failover_memory off".
+func (p *parser) failoverMemory() error {
+	args := p.c.RemainingArgs()
+	if len(args) == 1 && args[0] == "off" {
+		p.ut.memory = nil
+		return nil
+	}
+	if len(args) < 1 || len(args) > 2 {
+		return p.c.Err("failover_memory needs a DURATION and optionally a SIZE, e.g. 5s 10000, or off")
+	}
+	ttl, err := p.durationArg("failover_memory", args[0], memoryBounds)
+	if err != nil {
+		return err
+	}
+	size := defaultMemorySize
+	if len(args) == 2 {
+		if size, err = strconv.Atoi(args[1]); err != nil || size < 1 || size > 1<<24 {
+			return p.c.Errf("failover_memory: SIZE %q is not a number between 1 and %d", args[1], 1<<24)
+		}
+	}
+	p.ut.memory = newFailoverMemory(ttl, size)
+	return nil
+}
+
+// healthCheck reads "health_check INTERVAL [domain NAME] [no_rec]".
+func (p *parser) healthCheck() error {
+	hc := p.ut.hc
+	args := p.c.RemainingArgs()
+	if len(args) == 0 {
+		return p.c.Err("health_check needs an INTERVAL, e.g. 500ms, then optionally domain NAME and no_rec")
+	}
+	d, err := p.durationArg("health_check", args[0], intervalBounds)
+	if err != nil {
+		return err
+	}
+	hc.interval = d
+	seen := map[string]bool{}
+	for i := 1; i < len(args); i++ {
+		opt := args[i]
+		if seen[opt] {
+			return p.c.Errf("health_check: %s given twice", opt)
+		}
+		seen[opt] = true
+		switch opt {
+		case "no_rec":
+			hc.noRec = true
+		case "domain":
+			i++
+			if i == len(args) {
+				return p.c.Err("health_check: domain needs a NAME")
+			}
+			if _, ok := dns.IsDomainName(args[i]); !ok {
+				return p.c.Errf("health_check: %q is not a domain name", args[i])
+			}
+			hc.domain = dns.Fqdn(args[i])
+		default:
+			return p.c.Errf("health_check: unknown option %q; expected domain NAME or no_rec", opt)
+		}
+	}
+	return nil
+}
+
+// The tier line and its block.
+
 var tierName = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_-]*$`)
 
-// parseTier reads "tier NAME TO... [{ ... }]".
-func parseTier(c *caddy.Controller, ut *UpstreamTier) (*Tier, error) {
-	args := c.RemainingArgs()
+// tierLine reads "tier NAME TO... [{ ... }]".
+func (p *parser) tierLine() error {
+	line := p.c.Line()
+	args := p.c.RemainingArgs()
 	if len(args) < 2 {
-		return nil, c.Err("tier needs a NAME and at least one upstream: tier NAME TO...")
+		return p.c.Err("tier needs a NAME and at least one upstream: tier NAME TO...")
 	}
 	name := args[0]
 	if !tierName.MatchString(name) {
-		return nil, c.Errf("tier name %q is not valid: expected a letter, then letters, digits, '-' or '_' (is the NAME missing before the upstreams?)", name)
+		return p.c.Errf("tier name %q is not valid: expected a letter, then letters, digits, '-' or '_' (is the NAME missing before the upstreams?)", name)
 	}
-	for _, t := range ut.tiers {
+	for _, t := range p.ut.tiers {
 		if t.name == name {
-			return nil, c.Errf("tier %q defined twice", name)
+			return p.c.Errf("tier %q defined twice", name)
 		}
 	}
 
-	// The addresses are checked before the block is read, so that an error
-	// names the tier's line; the upstreams are made after it, because the
-	// block holds their TLS options.
-	tos, err := parseTos(c, name, args[1:])
+	// The addresses are read before the block, so that an error names the
+	// tier's line and the block's options can be checked against them; the
+	// upstreams are made after it, because the block holds their TLS options.
+	tos, err := p.parseTos(name, line, args[1:])
 	if err != nil {
-		return nil, err
+		return err
 	}
-	t := &Tier{name: name, policy: &random{}, opts: proxy.Options{HCRecursionDesired: true, HCDomain: "."}}
-	if err := parseTierBlock(c, t); err != nil {
-		return nil, err
+	p.tier = &Tier{name: name, index: len(p.ut.tiers), policy: &random{}, opts: proxy.Options{HCRecursionDesired: true, HCDomain: "."}}
+	p.tos, p.tierExceptLine = tos, 0
+	if err := p.tierBlock(); err != nil {
+		return err
 	}
-	if err := addUpstreams(c, ut, t, tos); err != nil {
-		return nil, err
+	if err := p.finishTier(line); err != nil {
+		return err
 	}
-	return t, nil
+	p.ut.tiers = append(p.ut.tiers, p.tier)
+	p.tier, p.tos = nil, nil
+	return nil
 }
 
-// parseTierBlock reads the optional "{ ... }" after a tier line. Caddy's
+// tierBlock reads the optional "{ ... }" after a tier line. Caddy's
 // dispenser only tracks one level of blocks, so the inner one is read here.
-func parseTierBlock(c *caddy.Controller, t *Tier) error {
+func (p *parser) tierBlock() error {
+	c, t := p.c, p.tier
 	if !c.NextArg() {
 		return nil
 	}
@@ -308,201 +463,76 @@ func parseTierBlock(c *caddy.Controller, t *Tier) error {
 		if !c.Next() {
 			return c.Errf("tier %q: block is not closed with '}'", t.name)
 		}
-		prop := c.Val()
-		if prop == "}" {
+		name := c.Val()
+		if name == "}" {
 			return nil
 		}
-		if seen[prop] {
-			return c.Errf("tier %q: %s given twice", t.name, prop)
+		prop, err := p.lookupProperty(inTier, name)
+		if err != nil {
+			return err
 		}
-		seen[prop] = true
-		if err := parseTierProperty(c, t, prop); err != nil {
+		if seen[name] {
+			return c.Errf("tier %q: %s given twice", t.name, name)
+		}
+		seen[name] = true
+		if err := prop.parse(p); err != nil {
 			return err
 		}
 	}
 }
 
-func parseTierProperty(c *caddy.Controller, t *Tier, prop string) error {
-	switch prop {
-	case "policy":
-		args := c.RemainingArgs()
-		if len(args) != 1 {
-			return c.Err("policy needs one of random, round_robin, sequential")
+// finishTier checks the tier against what its block said and the stanza's
+// FROM, and makes its upstreams.
+func (p *parser) finishTier(line int) error {
+	t := p.tier
+	if len(t.except) > 0 && coversAll(t.except, p.ut.from) {
+		return p.errAt(p.tierExceptLine, "tier %q: except %s covers all of FROM (%s): the tier would never be asked", t.name, strings.Join(t.except, " "), strings.Join(p.ut.from, " "))
+	}
+	if z := outside(t.except, p.ut.from); z != "" {
+		return p.errAt(p.tierExceptLine, "tier %q: except %s is outside FROM (%s): it changes nothing", t.name, z, strings.Join(p.ut.from, " "))
+	}
+	for _, to := range p.tos {
+		if to.transport == "tls" && to.serverName == "" && t.tlsServerName == "" {
+			return p.errAt(line, "tier %q: %s has no server name to verify its certificate against: write tls://IP%%NAME, or tls_servername NAME in the tier's block", t.name, to.arg)
 		}
-		if t.policy = newPolicy(args[0]); t.policy == nil {
-			return c.Errf("unknown policy %q; expected random, round_robin or sequential", args[0])
-		}
-	case "except":
-		zones, err := parseZones(c, c.RemainingArgs(), "ZONE")
-		if err != nil {
-			return err
-		}
-		if len(zones) == 0 {
-			return c.Err("except needs at least one ZONE")
-		}
-		t.except = zones
-	case "tls":
-		args := c.RemainingArgs()
-		if len(args) > 3 {
-			return c.Err("tls takes at most CERT KEY CA")
-		}
-		root := dnsserver.GetConfig(c).Root
-		for i := range args {
-			if !filepath.IsAbs(args[i]) && root != "" {
-				args[i] = filepath.Join(root, args[i])
-			}
-		}
-		cfg, err := pkgtls.NewTLSConfigFromArgs(args...)
-		if err != nil {
-			return c.Errf("tls: %v", err)
-		}
-		t.tlsConfig = cfg
-	case "tls_servername":
-		args := c.RemainingArgs()
-		if len(args) != 1 {
-			return c.Err("tls_servername needs one NAME")
-		}
-		t.tlsServerName = args[0]
-	case "force_tcp", "prefer_udp":
-		if c.NextArg() {
-			return c.Errf("%s takes no arguments", prop)
-		}
-		if prop == "force_tcp" {
-			t.opts.ForceTCP = true
-		} else {
-			t.opts.PreferUDP = true
-		}
-		if t.opts.ForceTCP && t.opts.PreferUDP {
-			return c.Errf("tier %q: force_tcp and prefer_udp contradict each other", t.name)
-		}
-	case "tier", "failover", "timeout", "attempt_timeout", "hedge", "health_check", "standby_probe", "fall", "rise", "all_down", "max_concurrent", "failover_memory":
-		return c.Errf("%s belongs at the top of the upstreamtier block, not in tier %q", prop, t.name)
-	default:
-		return c.Errf("tier %q: unknown property %q; expected one of %s", t.name, prop, tierProperties)
+	}
+	addUpstreams(p.ut, t, p.tos)
+	return nil
+}
+
+func (p *parser) policy() error {
+	args := p.c.RemainingArgs()
+	if len(args) != 1 {
+		return p.c.Err("policy needs one of random, round_robin, sequential")
+	}
+	if p.tier.policy = newPolicy(args[0]); p.tier.policy == nil {
+		return p.c.Errf("unknown policy %q; expected random, round_robin or sequential", args[0])
 	}
 	return nil
 }
 
-// to is one upstream address of a tier, parsed.
-type to struct {
-	arg        string // as written in the Corefile
-	transport  string
-	hostport   string
-	serverName string
+func (p *parser) tierExcept() (err error) {
+	p.tierExceptLine = p.c.Line()
+	p.tier.except, err = p.zones()
+	return err
 }
 
-// parseTos expands the TO arguments of a tier, rejecting duplicates.
-func parseTos(c *caddy.Controller, tier string, args []string) ([]to, error) {
-	var tos []to
-	for _, arg := range args {
-		trans, hosts, serverName, err := parseTo(arg)
-		if err != nil {
-			return nil, c.Errf("tier %q: %v", tier, err)
-		}
-		for _, h := range hosts {
-			for _, prev := range tos {
-				if prev.hostport == h && prev.transport == trans {
-					return nil, c.Errf("tier %q: upstream %s listed twice", tier, arg)
-				}
-			}
-			tos = append(tos, to{arg: arg, transport: trans, hostport: h, serverName: serverName})
-		}
+// transportChoice reads force_tcp or prefer_udp.
+func (p *parser) transportChoice() error {
+	prop, t := p.c.Val(), p.tier
+	if p.c.NextArg() {
+		return p.c.Errf("%s takes no arguments", prop)
 	}
-	return tos, nil
-}
-
-// addUpstreams makes the tier's upstreams, applying its transport options.
-func addUpstreams(c *caddy.Controller, ut *UpstreamTier, t *Tier, tos []to) error {
-	hasTLS := false
-	for _, to := range tos {
-		u := newUpstream(to.hostport, to.transport, t, ut.hc)
-		if to.transport == transport.TLS {
-			hasTLS = true
-			cfg, err := tierTLSConfig(t, to.serverName)
-			if err != nil {
-				return c.Errf("tier %q: %s: %v", t.name, to.arg, err)
-			}
-			u.proxy.SetTLSConfig(cfg)
-		}
-		t.upstreams = append(t.upstreams, u)
+	if p.countTLS() == len(p.tos) {
+		return p.c.Errf("tier %q: %s does nothing here: every upstream of the tier is tls://, which is always TCP", t.name, prop)
 	}
-	if !hasTLS && (t.tlsConfig != nil || t.tlsServerName != "") {
-		return c.Errf("tier %q: tls options given but no upstream is tls://", t.name)
+	if prop == "force_tcp" {
+		t.opts.ForceTCP = true
+	} else {
+		t.opts.PreferUDP = true
 	}
-	return nil
-}
-
-// tierTLSConfig returns the TLS client configuration of one DoT upstream.
-// Certificates are always verified: against the system roots, or the CA
-// given with the tier's tls option.
-func tierTLSConfig(t *Tier, serverName string) (*tls.Config, error) {
-	if serverName != "" && t.tlsServerName != "" {
-		return nil, fmt.Errorf("server name given twice: %%%s and tls_servername %s", serverName, t.tlsServerName)
-	}
-	cfg := new(tls.Config)
-	if t.tlsConfig != nil {
-		cfg = t.tlsConfig.Clone()
-	}
-	cfg.ServerName = serverName + t.tlsServerName
-	cfg.ClientSessionCache = tls.NewLRUClientSessionCache(1)
-	return cfg, nil
-}
-
-// parseTo expands one TO argument: IP[:port], dns://IP[:port],
-// tls://IP[%servername][:port] or a resolv.conf-style file.
-func parseTo(to string) (trans string, hosts []string, serverName string, err error) {
-	trans, rest := parse.Transport(to)
-	switch trans {
-	case transport.DNS, transport.TLS:
-	default:
-		return "", nil, "", fmt.Errorf("%s: transport %s:// is not supported; expected IP[:port], dns://IP[:port], tls://IP[%%name][:port] or a resolv.conf file", to, trans)
-	}
-	if strings.Contains(rest, "%") {
-		if trans != transport.TLS {
-			return "", nil, "", fmt.Errorf("%s: a server name (%%name) is only for tls:// upstreams", to)
-		}
-		if rest, serverName = splitServerName(rest); serverName == "" {
-			return "", nil, "", fmt.Errorf("%s: empty server name after %%", to)
-		}
-	}
-	expanded, err := parse.HostPortOrFile(trans + "://" + rest)
-	if err != nil {
-		return "", nil, "", fmt.Errorf("%s: %v; expected IP[:port], dns://IP[:port], tls://IP[%%name][:port] or a resolv.conf file", to, err)
-	}
-	for _, e := range expanded {
-		_, h := parse.Transport(e)
-		if err := checkHostPort(h); err != nil {
-			return "", nil, "", fmt.Errorf("%s: %v", to, err)
-		}
-		hosts = append(hosts, h)
-	}
-	return trans, hosts, serverName, nil
-}
-
-// splitServerName splits "IP%name[:port]" into "IP[:port]" and "name"; for
-// IPv6 both "[IP%name]:port" and "[IP]%name:port" are accepted.
-func splitServerName(s string) (host, name string) {
-	i := strings.LastIndex(s, "%")
-	host, name = s[:i], s[i+1:]
-	if k := strings.Index(name, "]"); k >= 0 {
-		return host + "]" + name[k+1:], name[:k]
-	}
-	if j := strings.LastIndex(name, ":"); j >= 0 {
-		host += name[j:]
-		name = name[:j]
-	}
-	return host, name
-}
-
-// checkHostPort rejects what parse.HostPortOrFile lets through: ports that
-// are not numbers between 1 and 65535.
-func checkHostPort(hostport string) error {
-	_, port, err := net.SplitHostPort(hostport)
-	if err != nil {
-		return err
-	}
-	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
-		return fmt.Errorf("port %q is not a number between 1 and 65535", port)
+	if t.opts.ForceTCP && t.opts.PreferUDP {
+		return p.c.Errf("tier %q: force_tcp and prefer_udp contradict each other", t.name)
 	}
 	return nil
 }
@@ -526,122 +556,75 @@ func parseZones(c *caddy.Controller, args []string, what string) ([]string, erro
 	return zones, nil
 }
 
-// parseFailover reads "failover RCODE...".
-func parseFailover(c *caddy.Controller) ([]int, error) {
-	args := c.RemainingArgs()
-	if len(args) == 0 {
-		return nil, c.Err("failover needs at least one RCODE, e.g. SERVFAIL REFUSED")
+// looksLikeAddress reports whether a FROM argument is an upstream written
+// where forward takes one: an IP, IP:port, URL or file, not a zone. A CIDR
+// (a reverse zone) is a zone.
+func looksLikeAddress(a string) bool {
+	if strings.Contains(a, "://") {
+		return true
 	}
-	var rcodes []int
-	for _, a := range args {
-		rc, ok := dns.StringToRcode[strings.ToUpper(a)]
-		if !ok {
-			return nil, c.Errf("failover: %q is not an rcode; expected names like SERVFAIL, REFUSED, NXDOMAIN", a)
-		}
-		if rc == dns.RcodeSuccess {
-			return nil, c.Err("failover: NOERROR is an answer, not a failure")
-		}
-		rcodes = append(rcodes, rc)
+	if _, err := netip.ParseAddr(strings.Trim(a, "[]")); err == nil {
+		return true
 	}
-	return rcodes, nil
+	if _, err := netip.ParseAddrPort(a); err == nil {
+		return true
+	}
+	if _, _, err := net.ParseCIDR(a); err == nil {
+		return false
+	}
+	return strings.Contains(a, "/")
 }
 
-// parseDuration reads one positive duration argument.
-func parseDuration(c *caddy.Controller) (time.Duration, error) {
-	return durationArgs(c, c.Val(), c.RemainingArgs())
-}
+// The value readers.
 
-// durationArgs reads the arguments of prop as exactly one positive duration.
-func durationArgs(c *caddy.Controller, prop string, args []string) (time.Duration, error) {
+// duration reads the property's one argument: a duration within b.
+func (p *parser) duration(b bounds) (time.Duration, error) {
+	prop, args := p.c.Val(), p.c.RemainingArgs()
 	if len(args) != 1 {
-		return 0, c.Errf("%s needs one DURATION, e.g. 2s or 500ms", prop)
+		return 0, p.c.Errf("%s needs one DURATION, e.g. 2s or 500ms", prop)
 	}
-	d, err := time.ParseDuration(args[0])
+	return p.durationArg(prop, args[0], b)
+}
+
+// durationOrOff reads the property's one argument: a duration within b,
+// or off, which gives 0.
+func (p *parser) durationOrOff(b bounds) (time.Duration, error) {
+	prop, args := p.c.Val(), p.c.RemainingArgs()
+	if len(args) != 1 {
+		return 0, p.c.Errf("%s needs one DURATION, e.g. 2s or 500ms, or off", prop)
+	}
+	if args[0] == "off" {
+		return 0, nil
+	}
+	return p.durationArg(prop, args[0], b)
+}
+
+// durationArg reads arg, the argument of prop, as a duration within b.
+func (p *parser) durationArg(prop, arg string, b bounds) (time.Duration, error) {
+	d, err := time.ParseDuration(arg)
 	if err != nil {
-		return 0, c.Errf("%s: %q is not a duration, e.g. 2s or 500ms", prop, args[0])
+		return 0, p.c.Errf("%s: %q is not a duration, e.g. 2s or 500ms", prop, arg)
 	}
 	if d <= 0 {
-		return 0, c.Errf("%s must be positive, got %s", prop, args[0])
+		return 0, p.c.Errf("%s must be positive, got %s", prop, arg)
+	}
+	if err := b.check(prop, d); err != nil {
+		return 0, p.c.Err(err.Error())
 	}
 	return d, nil
 }
 
-// parseCount reads one count argument between 1 and most.
-func parseCount(c *caddy.Controller, most int) (int, error) {
-	prop := c.Val()
-	args := c.RemainingArgs()
+// count reads the property's one argument: a number between 1 and most.
+func (p *parser) count(most int) (int, error) {
+	prop, args := p.c.Val(), p.c.RemainingArgs()
 	if len(args) != 1 {
-		return 0, c.Errf("%s needs one number N", prop)
+		return 0, p.c.Errf("%s needs one number N", prop)
 	}
 	n, err := strconv.Atoi(args[0])
 	if err != nil || n < 1 || n > most {
-		return 0, c.Errf("%s: %q is not a number between 1 and %d", prop, args[0], most)
+		return 0, p.c.Errf("%s: %q is not a number between 1 and %d", prop, args[0], most)
 	}
 	return n, nil
-}
-
-// durationOrOff reads the property's one argument: a positive DURATION, or
-// off, which gives 0.
-func durationOrOff(c *caddy.Controller) (time.Duration, error) {
-	prop, args := c.Val(), c.RemainingArgs()
-	if len(args) == 1 && args[0] == "off" {
-		return 0, nil
-	}
-	return durationArgs(c, prop, args)
-}
-
-// parseMemory reads "failover_memory DURATION [SIZE]" or "failover_memory
-// off", which gives a TTL of 0.
-func parseMemory(c *caddy.Controller) (time.Duration, int, error) {
-	args := c.RemainingArgs()
-	if len(args) == 1 && args[0] == "off" {
-		return 0, 0, nil
-	}
-	if len(args) < 1 || len(args) > 2 {
-		return 0, 0, c.Err("failover_memory needs a DURATION and optionally a SIZE, e.g. 5s 10000, or off")
-	}
-	ttl, err := durationArgs(c, "failover_memory", args[:1])
-	if err != nil {
-		return 0, 0, err
-	}
-	size := defaultMemorySize
-	if len(args) == 2 {
-		if size, err = strconv.Atoi(args[1]); err != nil || size < 1 || size > 1<<24 {
-			return 0, 0, c.Errf("failover_memory: SIZE %q is not a number between 1 and %d", args[1], 1<<24)
-		}
-	}
-	return ttl, size, nil
-}
-
-// parseHealthCheck reads "health_check INTERVAL [domain NAME] [no_rec]".
-func parseHealthCheck(c *caddy.Controller, hc *healthCheck) error {
-	args := c.RemainingArgs()
-	if len(args) == 0 {
-		return c.Err("health_check needs an INTERVAL, e.g. 500ms, then optionally domain NAME and no_rec")
-	}
-	d, err := durationArgs(c, "health_check", args[:1])
-	if err != nil {
-		return err
-	}
-	hc.interval = d
-	for i := 1; i < len(args); i++ {
-		switch args[i] {
-		case "no_rec":
-			hc.noRec = true
-		case "domain":
-			i++
-			if i == len(args) {
-				return c.Err("health_check: domain needs a NAME")
-			}
-			if _, ok := dns.IsDomainName(args[i]); !ok {
-				return c.Errf("health_check: %q is not a domain name", args[i])
-			}
-			hc.domain = dns.Fqdn(args[i])
-		default:
-			return c.Errf("health_check: unknown option %q; expected domain NAME or no_rec", args[i])
-		}
-	}
-	return nil
 }
 
 func rcodeSet(rcodes []int) map[int]bool {

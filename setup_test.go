@@ -88,15 +88,15 @@ func TestSetupInvalid(t *testing.T) {
 	}{
 		// Top-level properties.
 		{"unknown top-level property", "upstreamtier {\n tier a 1.1.1.1\n foo bar\n}", 3, `unknown property "foo"; expected one of tier, except, failover, timeout, attempt_timeout`},
-		{"no tier at all", "upstreamtier {\n timeout 2s\n}", 3, "no tier defined"},
-		{"empty block", "upstreamtier {\n}", 2, "no tier defined"},
+		{"no tier at all", "upstreamtier {\n timeout 2s\n}", 1, "no tier defined"},
+		{"empty block", "upstreamtier {\n}", 1, "no tier defined"},
 		{"no block", "upstreamtier", 1, "no tier defined"},
 		{"invalid FROM zone", "upstreamtier exa..mple {\n tier a 1.1.1.1\n}", 1, `FROM "exa..mple" is not a valid zone`},
 		{"except without zones", "upstreamtier {\n tier a 1.1.1.1\n except\n}", 3, "except needs at least one ZONE"},
 		{"except with an invalid zone", "upstreamtier {\n tier a 1.1.1.1\n except exa..mple\n}", 3, `ZONE "exa..mple" is not a valid zone`},
 		{"policy at the top", "upstreamtier {\n tier a 1.1.1.1\n policy random\n}", 3, "policy belongs in a tier's block"},
 		{"force_tcp at the top", "upstreamtier {\n tier a 1.1.1.1\n force_tcp\n}", 3, "force_tcp belongs in a tier's block"},
-		{"tls_servername at the top", "upstreamtier {\n tier a tls://1.1.1.1\n tls_servername x.example\n}", 3, "tls_servername belongs in a tier's block"},
+		{"tls_servername at the top", "upstreamtier {\n tier a tls://1.1.1.1%x.example\n tls_servername x.example\n}", 3, "tls_servername belongs in a tier's block"},
 		{"timeout twice", "upstreamtier {\n tier a 1.1.1.1\n timeout 2s\n timeout 3s\n}", 4, "timeout given twice"},
 		{"failover twice", "upstreamtier {\n tier a 1.1.1.1\n failover SERVFAIL\n failover REFUSED\n}", 4, "failover given twice"},
 		{"except twice", "upstreamtier {\n tier a 1.1.1.1\n except a.example\n except b.example\n}", 4, "except given twice"},
@@ -120,9 +120,9 @@ func TestSetupInvalid(t *testing.T) {
 		{"timeout missing duration", "upstreamtier {\n tier a 1.1.1.1\n timeout\n}", 3, "timeout needs one DURATION"},
 		{"timeout two durations", "upstreamtier {\n tier a 1.1.1.1\n timeout 1s 2s\n}", 3, "timeout needs one DURATION"},
 		{"attempt_timeout missing duration", "upstreamtier {\n tier a 1.1.1.1\n attempt_timeout\n}", 3, "attempt_timeout needs one DURATION"},
-		// A check across properties: reported at the end of the block.
-		{"attempt_timeout longer than timeout", "upstreamtier {\n tier a 1.1.1.1\n timeout 2s\n attempt_timeout 3s\n}", 5, "attempt_timeout 3s is longer than timeout 2s"},
-		{"attempt_timeout longer than default timeout", "upstreamtier {\n tier a 1.1.1.1\n attempt_timeout 5s\n}", 4, "attempt_timeout 5s is longer than timeout 4s"},
+		// A check across properties: reported at the line of the property.
+		{"attempt_timeout longer than timeout", "upstreamtier {\n tier a 1.1.1.1\n timeout 2s\n attempt_timeout 3s\n}", 4, "attempt_timeout 3s is longer than timeout 2s"},
+		{"attempt_timeout longer than default timeout", "upstreamtier {\n tier a 1.1.1.1\n attempt_timeout 5s\n}", 3, "attempt_timeout 5s is longer than timeout 4s (the default)"},
 
 		// Failover.
 		{"failover unknown rcode", "upstreamtier {\n tier a 1.1.1.1\n failover SERVFAIL BOGUS\n}", 3, `failover: "BOGUS" is not an rcode`},
@@ -187,10 +187,69 @@ func TestSetupInvalid(t *testing.T) {
 		{"unclosed tier block", "upstreamtier {\n tier a 1.1.1.1 {\n  policy random\n", 3, `tier "a": block is not closed with '}'`},
 		{"unclosed empty tier block", "upstreamtier {\n tier a 1.1.1.1 {", 2, `tier "a": block is not closed with '}'`},
 		// Checks across the tier line and its block: reported at the
-		// block's closing brace, the message names the tier.
-		{"tls options on a tier without tls://", "upstreamtier {\n tier a 1.1.1.1 8.8.8.8 {\n  tls\n }\n}", 4, `tier "a": tls options given but no upstream is tls://`},
-		{"tls_servername on a tier without tls://", "upstreamtier {\n tier a 1.1.1.1 {\n  tls_servername one.one.one.one\n }\n}", 4, `tier "a": tls options given but no upstream is tls://`},
-		{"tls_servername and %name on one upstream", "upstreamtier {\n tier a tls://1.1.1.1%a.example {\n  tls_servername b.example\n }\n}", 4, "tls://1.1.1.1%a.example: server name given twice: %a.example and tls_servername b.example"},
+		// option's line, the message names the tier.
+		{"tls options on a tier without tls://", "upstreamtier {\n tier a 1.1.1.1 8.8.8.8 {\n  tls\n }\n}", 3, `tier "a": tls is for tls:// upstreams, and the tier has none`},
+		{"tls_servername on a tier without tls://", "upstreamtier {\n tier a 1.1.1.1 {\n  tls_servername one.one.one.one\n }\n}", 3, `tier "a": tls_servername is for tls:// upstreams, and the tier has none`},
+		// The same server in two tiers, however it is written.
+		{"same upstream in two tiers", "upstreamtier {\n tier a 1.1.1.1\n tier b 1.1.1.1 8.8.8.8\n}", 3, `tier "b": upstream 1.1.1.1 (1.1.1.1:53) is already in tier "a" on line 2`},
+		{"same upstream in two tiers, with dns:// and the port", "upstreamtier {\n tier a 1.1.1.1\n tier b dns://1.1.1.1:53\n}", 3, `is already in tier "a" on line 2`},
+		{"same upstream in two tiers, through a resolv.conf", "upstreamtier {\n tier a @RESOLV@\n tier b 10.0.0.2\n}", 3, `upstream 10.0.0.2 (10.0.0.2:53) is already in tier "a"`},
+		{"same upstream in two tiers, both through resolv.conf", "upstreamtier {\n tier a 192.0.2.1\n tier b @RESOLV@ {\n  policy sequential\n }\n tier c @RESOLV@\n}", 6, `is already in tier "b" on line 3`},
+		{"same IPv6 upstream in two tiers", "upstreamtier {\n tier a [2001:db8::1]:53\n tier b 2001:db8::1\n}", 3, `is already in tier "a"`},
+		{"same upstream in two tiers, IPv4-mapped", "upstreamtier {\n tier a 1.1.1.1\n tier b [::ffff:1.1.1.1]:53\n}", 3, `is already in tier "a"`},
+		{"same DoT upstream in two tiers", "upstreamtier {\n tier a tls://1.1.1.1%a.example\n tier b tls://1.1.1.1%b.example:853\n}", 3, `is already in tier "a"`},
+
+		// Configurations that can never answer.
+		{"except covers FROM", "upstreamtier example.org {\n tier a 1.1.1.1\n except example.org\n}", 3, "except example.org. covers all of FROM (example.org.)"},
+		{"except above FROM", "upstreamtier sub.example.org other.example {\n tier a 1.1.1.1\n except example.org other.example\n}", 3, "covers all of FROM"},
+		{"except outside FROM", "upstreamtier example.org {\n tier a 1.1.1.1\n except corp.example\n}", 3, "except corp.example. is outside FROM (example.org.): it changes nothing"},
+		{"a tier except covers FROM", "upstreamtier example.org {\n tier a 1.1.1.1 {\n  except example.org\n }\n tier b 8.8.8.8\n}", 3, `tier "a": except example.org. covers all of FROM (example.org.): the tier would never be asked`},
+		{"a tier except covers the last FROM zone", "upstreamtier a.example b.example {\n tier a 1.1.1.1\n tier b 8.8.8.8 {\n  policy random\n  except a.example b.example\n }\n}", 5, `tier "b": except a.example. b.example. covers all of FROM`},
+		{"a tier except outside FROM", "upstreamtier example.org {\n tier a 1.1.1.1 {\n  except corp.example\n }\n}", 3, `tier "a": except corp.example. is outside FROM`},
+		{"an upstream address as FROM", "upstreamtier . 10.0.0.1 {\n tier a 1.1.1.1\n}", 1, `FROM "10.0.0.1" is an upstream address, not a zone`},
+		{"an upstream address and port as FROM", "upstreamtier 10.0.0.1:53 {\n tier a 1.1.1.1\n}", 1, `FROM "10.0.0.1:53" is an upstream address`},
+		{"an IPv6 upstream as FROM", "upstreamtier . [2001:db8::1]:53 {\n tier a 1.1.1.1\n}", 1, "is an upstream address"},
+		{"a URL as FROM", "upstreamtier . tls://1.1.1.1 {\n tier a 1.1.1.1\n}", 1, "is an upstream address"},
+		{"a resolv.conf as FROM", "upstreamtier . /etc/resolv.conf {\n tier a 1.1.1.1\n}", 1, "is an upstream address"},
+
+		// Durations with bounds.
+		{"health_check 1ns", "upstreamtier {\n tier a 1.1.1.1\n health_check 1ns\n}", 3, "health_check 1ns is out of bounds: expected between 10ms and 1h0m0s"},
+		{"health_check a day", "upstreamtier {\n tier a 1.1.1.1\n health_check 24h domain example.org\n}", 3, "health_check 24h0m0s is out of bounds"},
+		{"hedge 1ns", "upstreamtier {\n tier a 1.1.1.1\n hedge 1ns\n}", 3, "hedge 1ns is out of bounds: expected between 5ms and 30s"},
+		{"attempt_timeout 1h", "upstreamtier {\n tier a 1.1.1.1\n timeout 2s\n attempt_timeout 1h\n}", 4, "attempt_timeout 1h0m0s is out of bounds: expected between 10ms and 30s"},
+		{"attempt_timeout 1ns", "upstreamtier {\n tier a 1.1.1.1\n attempt_timeout 1ns\n}", 3, "attempt_timeout 1ns is out of bounds"},
+		{"timeout 1h", "upstreamtier {\n tier a 1.1.1.1\n timeout 1h\n}", 3, "timeout 1h0m0s is out of bounds: expected between 50ms and 30s"},
+		{"timeout 1ms", "upstreamtier {\n tier a 1.1.1.1\n timeout 1ms\n}", 3, "timeout 1ms is out of bounds"},
+		{"standby_probe 1ms", "upstreamtier {\n tier a 1.1.1.1\n standby_probe 1ms\n}", 3, "standby_probe 1ms is out of bounds: expected between 1s and 24h0m0s"},
+		{"failover_memory 1ns", "upstreamtier {\n tier a 1.1.1.1\n failover_memory 1ns 10\n}", 3, "failover_memory 1ns is out of bounds"},
+		{"hedge longer than the default attempt_timeout", "upstreamtier {\n tier a 1.1.1.1\n hedge 3s\n timeout 5s\n}", 3, "hedge 3s is not shorter than attempt_timeout 2s (the default)"},
+		{"hedge longer than attempt_timeout", "upstreamtier {\n tier a 1.1.1.1\n attempt_timeout 500ms\n hedge 1s\n}", 4, "hedge 1s is not shorter than attempt_timeout 500ms:"},
+		{"hedge longer than a short timeout", "upstreamtier {\n hedge 500ms\n tier a 1.1.1.1\n timeout 300ms\n}", 2, "hedge 500ms is not shorter than attempt_timeout 300ms (the default)"},
+
+		// IPv6 forms.
+		{"unclosed bracket", "upstreamtier {\n tier a [::1:53\n}", 2, "[::1:53: unbalanced brackets"},
+		{"unopened bracket", "upstreamtier {\n tier a ::1]:53\n}", 2, "unbalanced brackets"},
+		{"double brackets", "upstreamtier {\n tier a [[::1]]:53\n}", 2, "unbalanced brackets"},
+		{"text after the bracket", "upstreamtier {\n tier a [::1]53\n}", 2, "unbalanced brackets"},
+		{"unbracketed IPv6 with a server name and port", "upstreamtier {\n tier a tls://::1%dns.example:853\n}", 2, "an IPv6 address with a port needs brackets: write tls://[::1]%dns.example:853"},
+		{"link-local zone taken for a server name", "upstreamtier {\n tier a tls://fe80::1%eth0\n}", 2, "link-local address fe80::1 cannot be a tls:// upstream"},
+		{"link-local without its interface", "upstreamtier {\n tier a fe80::1\n}", 2, "link-local address fe80::1 needs its interface: write [fe80::1%eth0]:53"},
+		{"link-local with a port, without its interface", "upstreamtier {\n tier a [fe80::1]:5353\n}", 2, "needs its interface"},
+		{"a zone on a global IPv6 address", "upstreamtier {\n tier a 2001:db8::1%eth0\n}", 2, "a %zone only for link-local IPv6 addresses"},
+
+		// Options that do nothing where they are.
+		{"prefer_udp in a tier of tls:// only", "upstreamtier {\n tier a tls://1.1.1.1%a.example tls://1.0.0.1%a.example {\n  prefer_udp\n }\n}", 3, `tier "a": prefer_udp does nothing here: every upstream of the tier is tls://`},
+		{"force_tcp in a tier of tls:// only", "upstreamtier {\n tier a tls://1.1.1.1 {\n  tls_servername a.example\n  force_tcp\n }\n}", 4, "force_tcp does nothing here"},
+		{"DoT upstream without a server name", "upstreamtier {\n tier a tls://1.1.1.1\n}", 2, `tier "a": tls://1.1.1.1 has no server name to verify its certificate against`},
+		{"DoT upstream without a server name, tier with a block", "upstreamtier {\n tier a 8.8.8.8 tls://1.1.1.1 {\n  policy sequential\n }\n}", 2, "tls://1.1.1.1 has no server name"},
+		{"health_check domain twice", "upstreamtier {\n tier a 1.1.1.1\n health_check 1s domain a.example domain b.example\n}", 3, "health_check: domain given twice"},
+		{"health_check no_rec twice", "upstreamtier {\n tier a 1.1.1.1\n health_check 1s no_rec no_rec\n}", 3, "health_check: no_rec given twice"},
+		{"a CA file that is not PEM", "upstreamtier {\n tier a tls://1.1.1.1%a.example {\n  tls @RESOLV@\n }\n}", 3, "holds no PEM certificate"},
+		{"udp:// transport", "upstreamtier {\n tier a udp://1.1.1.1\n}", 2, "udp://1.1.1.1: unknown transport udp://"},
+		{"tcp:// transport", "upstreamtier {\n tier a 8.8.8.8 tcp://1.1.1.1:53\n}", 2, "unknown transport tcp://"},
+		{"server name not a host name", "upstreamtier {\n tier a tls://1.1.1.1%a..b\n}", 2, `server name "a..b" is not a host name`},
+
+		{"tls_servername and %name on one upstream", "upstreamtier {\n tier a tls://1.1.1.1%a.example {\n  tls_servername b.example\n }\n}", 3, "tls://1.1.1.1%a.example: server name given twice: %a.example and tls_servername b.example"},
 	}
 
 	for i, tc := range tests {
@@ -333,12 +392,12 @@ func TestSetupValid(t *testing.T) {
 			}},
 		},
 		{
-			desc:  "tls without server name, mixed with plain DNS to the same IP",
-			input: "upstreamtier {\n tier a 1.1.1.1 tls://1.1.1.1\n}",
+			desc:  "tls mixed with plain DNS to the same IP",
+			input: "upstreamtier {\n tier a 1.1.1.1 tls://1.1.1.1%one.one.one.one\n}",
 			tiers: []setupTierWant{{
 				name:  "a",
 				addrs: []string{"1.1.1.1:53", "tls://1.1.1.1:853"},
-				sn:    map[string]string{"tls://1.1.1.1:853": ""},
+				sn:    map[string]string{"tls://1.1.1.1:853": "one.one.one.one"},
 			}},
 		},
 		{
@@ -365,9 +424,9 @@ func TestSetupValid(t *testing.T) {
 		},
 		{
 			desc:  "FROM zones override the server block keys",
-			input: "upstreamtier example.org {\n tier a 1.1.1.1\n}",
-			keys:  []string{"example.com."},
-			from:  []string{"example.org."},
+			input: "upstreamtier sub.example.com example.org {\n tier a 1.1.1.1\n}",
+			keys:  []string{"example.com.:1053", "dns://example.org:53"},
+			from:  []string{"sub.example.com.", "example.org."},
 			tiers: []setupTierWant{{name: "a", addrs: []string{"1.1.1.1:53"}}},
 		},
 		{
@@ -427,9 +486,43 @@ func TestSetupValid(t *testing.T) {
 			tiers:   []setupTierWant{{name: "a", addrs: []string{"1.1.1.1:53"}}},
 		},
 		{
-			desc:  "same upstream in two tiers",
-			input: "upstreamtier {\n tier a 1.1.1.1\n tier b 1.1.1.1 8.8.8.8\n}",
-			tiers: []setupTierWant{{name: "a", addrs: []string{"1.1.1.1:53"}}, {name: "b", addrs: []string{"1.1.1.1:53", "8.8.8.8:53"}}},
+			desc:  "FROM wider than the server block",
+			input: "upstreamtier . {\n tier a 1.1.1.1\n}",
+			keys:  []string{"example.com."},
+			from:  []string{"."},
+			tiers: []setupTierWant{{name: "a", addrs: []string{"1.1.1.1:53"}}},
+		},
+		{
+			desc:  "FROM a reverse zone in CIDR notation",
+			input: "upstreamtier 10.0.0.0/8 {\n tier a 1.1.1.1\n}",
+			from:  []string{"10.in-addr.arpa."},
+			tiers: []setupTierWant{{name: "a", addrs: []string{"1.1.1.1:53"}}},
+		},
+		{
+			desc:  "one IP in two tiers, plain and DoT: two servers",
+			input: "upstreamtier {\n tier a 1.1.1.1\n tier b tls://1.1.1.1%one.one.one.one\n}",
+			tiers: []setupTierWant{{name: "a", addrs: []string{"1.1.1.1:53"}}, {name: "b", addrs: []string{"tls://1.1.1.1:853"}, sn: map[string]string{"tls://1.1.1.1:853": "one.one.one.one"}}},
+		},
+		{
+			desc:  "link-local IPv6 with its interface",
+			input: "upstreamtier {\n tier a fe80::1%eth0 [fe80::2%eth1]:5353\n}",
+			tiers: []setupTierWant{{name: "a", addrs: []string{"[fe80::1%eth0]:53", "[fe80::2%eth1]:5353"}}},
+		},
+		{
+			desc:  "IPv4-mapped IPv6 is the IPv4 address",
+			input: "upstreamtier {\n tier a [::ffff:192.0.2.1]:53\n}",
+			tiers: []setupTierWant{{name: "a", addrs: []string{"192.0.2.1:53"}}},
+		},
+		{
+			desc:  "unbracketed IPv6 over tls with tls_servername",
+			input: "upstreamtier {\n tier a tls://2001:db8::1 {\n  tls_servername dns.example\n }\n}",
+			tiers: []setupTierWant{{name: "a", addrs: []string{"tls://[2001:db8::1]:853"}, sn: map[string]string{"tls://[2001:db8::1]:853": "dns.example"}}},
+		},
+		{
+			desc:  "a tier except inside FROM",
+			input: "upstreamtier example.org {\n tier a 1.1.1.1 {\n  except corp.example.org\n }\n}",
+			from:  []string{"example.org."},
+			tiers: []setupTierWant{{name: "a", addrs: []string{"1.1.1.1:53"}, except: []string{"corp.example.org."}}},
 		},
 		{
 			desc: "everything",
@@ -626,6 +719,16 @@ func TestSetupErrorNamesLine(t *testing.T) {
 		{
 			corefile: ". {\n    upstreamtier {\n        tier site 10.0.0.53\n    }\n    errors\n    upstreamtier {\n        tier isp 192.0.2.1\n    }\n}\n",
 			want:     "plugin/upstreamtier: Corefile:6 - Error during parsing: only one upstreamtier stanza per server block",
+		},
+		{
+			corefile: "example.org:1053 {\n    upstreamtier corp.example {\n        tier site 10.0.0.53\n    }\n}\n",
+			want:     "plugin/upstreamtier: Corefile:2 - Error during parsing: FROM corp.example. is outside the server block's zones (example.org.)",
+		},
+		{
+			// FROM defaults to the server block's zones, which the tier's
+			// except then covers.
+			corefile: "example.org {\n    upstreamtier {\n        tier site 10.0.0.53 {\n            except example.org\n        }\n    }\n}\n",
+			want:     `plugin/upstreamtier: Corefile:4 - Error during parsing: tier "site": except example.org. covers all of FROM (example.org.)`,
 		},
 		{
 			// The tier block is not closed: the caddyfile parser takes the

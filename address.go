@@ -1,0 +1,259 @@
+package upstreamtier
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/coredns/coredns/core/dnsserver"
+	"github.com/coredns/coredns/plugin/pkg/parse"
+	pkgtls "github.com/coredns/coredns/plugin/pkg/tls"
+	"github.com/coredns/coredns/plugin/pkg/transport"
+
+	"github.com/miekg/dns"
+)
+
+// to is one upstream address of a tier, parsed.
+type to struct {
+	arg        string // as written in the Corefile
+	transport  string
+	hostport   string // normalized: the same server is always written the same
+	serverName string
+}
+
+// key names the server to: the same key twice is one server with two
+// health states.
+func (t to) key() string { return t.transport + "://" + t.hostport }
+
+const toForms = "expected IP[:port], dns://IP[:port], tls://IP[%name][:port] or a resolv.conf file"
+
+// parseTos expands the TO arguments of a tier written on line, refusing an
+// upstream already listed, in this tier or another.
+func (p *parser) parseTos(tier string, line int, args []string) ([]to, error) {
+	var tos []to
+	for _, arg := range args {
+		expanded, err := parseTo(arg)
+		if err != nil {
+			return nil, p.c.Errf("tier %q: %v", tier, err)
+		}
+		for _, to := range expanded {
+			prev, ok := p.upstreams[to.key()]
+			switch {
+			case ok && prev.name == tier:
+				return nil, p.c.Errf("tier %q: upstream %s listed twice", tier, arg)
+			case ok:
+				return nil, p.c.Errf("tier %q: upstream %s (%s) is already in tier %q on line %d: one server has one health state, so list it in one tier", tier, arg, to.hostport, prev.name, prev.line)
+			}
+			p.upstreams[to.key()] = tierLine{tier, line}
+			tos = append(tos, to)
+		}
+	}
+	return tos, nil
+}
+
+// parseTo expands one TO argument: IP[:port], dns://IP[:port],
+// tls://IP[%servername][:port] or a resolv.conf-style file.
+func parseTo(arg string) ([]to, error) {
+	trans, rest := parse.Transport(arg)
+	if i := strings.Index(rest, "://"); i >= 0 && trans == transport.DNS {
+		return nil, fmt.Errorf("%s: unknown transport %s://; %s", arg, rest[:i], toForms)
+	}
+	switch trans {
+	case transport.DNS, transport.TLS:
+	default:
+		return nil, fmt.Errorf("%s: transport %s:// is not supported; %s", arg, trans, toForms)
+	}
+	if err := checkBrackets(rest); err != nil {
+		return nil, fmt.Errorf("%s: %v", arg, err)
+	}
+	serverName := ""
+	if trans == transport.TLS && strings.Contains(rest, "%") {
+		var err error
+		if rest, serverName, err = splitServerName(rest); err != nil {
+			return nil, fmt.Errorf("%s: %v", arg, err)
+		}
+	}
+	expanded, err := parse.HostPortOrFile(trans + "://" + rest)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %v; %s", arg, err, toForms)
+	}
+	var tos []to
+	for _, e := range expanded {
+		_, h := parse.Transport(e)
+		ap, err := parseHostPort(h, trans)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %v", arg, err)
+		}
+		tos = append(tos, to{arg: arg, transport: trans, hostport: ap.String(), serverName: serverName})
+	}
+	return tos, nil
+}
+
+// checkBrackets refuses what parse.HostPortOrFile would repair: "[::1:53"
+// is read there as the address ::1:53.
+func checkBrackets(s string) error {
+	open, shut := strings.Count(s, "["), strings.Count(s, "]")
+	if open == 0 && shut == 0 {
+		return nil
+	}
+	after := s[strings.Index(s, "]")+1:]
+	if open != 1 || shut != 1 || s[0] != '[' || (after != "" && after[0] != ':' && after[0] != '%') {
+		return errors.New("unbalanced brackets: write an IPv6 address as [IP] or [IP]:port")
+	}
+	return nil
+}
+
+// splitServerName splits "IP%name[:port]" into "IP[:port]" and "name"; for
+// IPv6 both "[IP%name]:port" and "[IP]%name:port" are accepted.
+func splitServerName(s string) (host, name string, err error) {
+	i := strings.LastIndex(s, "%")
+	host, name = s[:i], s[i+1:]
+	if k := strings.Index(name, "]"); k >= 0 {
+		host, name = host+"]"+name[k+1:], name[:k]
+	} else if j := strings.LastIndex(name, ":"); j >= 0 {
+		if strings.Contains(host, ":") && !strings.HasPrefix(host, "[") {
+			// ::1%name:853 could only be read as [::1:853]:853.
+			return "", "", fmt.Errorf("an IPv6 address with a port needs brackets: write tls://[%s]%%%s", host, name)
+		}
+		host, name = host+name[j:], name[:j]
+	}
+	if name == "" {
+		return "", "", errors.New("empty server name after %")
+	}
+	if _, ok := dns.IsDomainName(name); !ok {
+		return "", "", fmt.Errorf("server name %q is not a host name", name)
+	}
+	return host, name, nil
+}
+
+// parseHostPort reads an expanded host:port and normalizes it, refusing
+// what parse.HostPortOrFile lets through: ports that are not numbers
+// between 1 and 65535, a %zone anywhere but on a link-local IPv6 address
+// of a plain DNS upstream, and a link-local address without one.
+func parseHostPort(hostport, trans string) (netip.AddrPort, error) {
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+		return netip.AddrPort{}, fmt.Errorf("port %q is not a number between 1 and 65535", port)
+	}
+	ip, zone, _ := strings.Cut(host, "%")
+	addr, err := netip.ParseAddr(ip)
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	addr = addr.Unmap()
+	linkLocal := addr.Is6() && addr.IsLinkLocalUnicast()
+	switch {
+	case linkLocal && trans == transport.TLS:
+		return netip.AddrPort{}, fmt.Errorf("link-local address %s cannot be a tls:// upstream: its %%zone would be read as the server name; use a global or unique local address", ip)
+	case zone != "" && !linkLocal:
+		return netip.AddrPort{}, errors.New("a server name (%name) is only for tls:// upstreams, and a %zone only for link-local IPv6 addresses")
+	case linkLocal && zone == "":
+		return netip.AddrPort{}, fmt.Errorf("link-local address %s needs its interface: write [%s%%eth0]:%s with the interface's name", ip, ip, port)
+	}
+	n, _ := strconv.ParseUint(port, 10, 16)
+	return netip.AddrPortFrom(addr.WithZone(zone), uint16(n)), nil
+}
+
+// addUpstreams makes the tier's upstreams, with their TLS configuration.
+func addUpstreams(ut *UpstreamTier, t *Tier, tos []to) {
+	for _, to := range tos {
+		u := newUpstream(to.hostport, to.transport, t, ut.hc)
+		if to.transport == transport.TLS {
+			u.proxy.SetTLSConfig(tierTLSConfig(t, to.serverName))
+		}
+		t.upstreams = append(t.upstreams, u)
+	}
+}
+
+// tierTLSConfig returns the TLS client configuration of one DoT upstream.
+// Certificates are always verified: against the system roots, or the CA
+// given with the tier's tls option.
+func tierTLSConfig(t *Tier, serverName string) *tls.Config {
+	cfg := new(tls.Config)
+	if t.tlsConfig != nil {
+		cfg = t.tlsConfig.Clone()
+	}
+	cfg.ServerName = serverName + t.tlsServerName
+	cfg.ClientSessionCache = tls.NewLRUClientSessionCache(1)
+	return cfg
+}
+
+// countTLS returns how many of the tier's upstreams are tls://.
+func (p *parser) countTLS() int {
+	n := 0
+	for _, to := range p.tos {
+		if to.transport == transport.TLS {
+			n++
+		}
+	}
+	return n
+}
+
+// tls reads "tls [CERT KEY [CA] | CA]".
+func (p *parser) tls() error {
+	args := p.c.RemainingArgs()
+	if p.countTLS() == 0 {
+		return p.c.Errf("tier %q: tls is for tls:// upstreams, and the tier has none", p.tier.name)
+	}
+	if len(args) > 3 {
+		return p.c.Err("tls takes at most CERT KEY CA")
+	}
+	root := dnsserver.GetConfig(p.c).Root
+	for i := range args {
+		if !filepath.IsAbs(args[i]) && root != "" {
+			args[i] = filepath.Join(root, args[i])
+		}
+	}
+	if len(args) == 1 || len(args) == 3 {
+		if err := checkCA(args[len(args)-1]); err != nil {
+			return p.c.Errf("tls: %v", err)
+		}
+	}
+	cfg, err := pkgtls.NewTLSConfigFromArgs(args...)
+	if err != nil {
+		return p.c.Errf("tls: %v", err)
+	}
+	p.tier.tlsConfig = cfg
+	return nil
+}
+
+// checkCA says what is wrong with a CA file in words, where pkg/tls
+// prints a nil error.
+func checkCA(path string) error {
+	pem, err := os.ReadFile(filepath.Clean(path))
+	if err != nil {
+		return fmt.Errorf("error reading %s: %v", path, err)
+	}
+	if !x509.NewCertPool().AppendCertsFromPEM(pem) {
+		return fmt.Errorf("CA file %s holds no PEM certificate", path)
+	}
+	return nil
+}
+
+// tlsServerName reads "tls_servername NAME".
+func (p *parser) tlsServerName() error {
+	args := p.c.RemainingArgs()
+	if p.countTLS() == 0 {
+		return p.c.Errf("tier %q: tls_servername is for tls:// upstreams, and the tier has none", p.tier.name)
+	}
+	if len(args) != 1 {
+		return p.c.Err("tls_servername needs one NAME")
+	}
+	for _, to := range p.tos {
+		if to.serverName != "" {
+			return p.c.Errf("tier %q: %s: server name given twice: %%%s and tls_servername %s", p.tier.name, to.arg, to.serverName, args[0])
+		}
+	}
+	p.tier.tlsServerName = args[0]
+	return nil
+}

@@ -1,0 +1,43 @@
+package main
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/coredns/caddy"
+)
+
+// upstreamtier and forward in one server block: refused at startup, naming
+// the upstreamtier line, when forward would never be asked; started when
+// each has names of its own.
+func TestStartupForwardOverlap(t *testing.T) {
+	tests := []struct {
+		desc   string
+		plugin string // the server block's upstreamtier and forward lines
+		want   string // "" when CoreDNS must start
+	}{
+		{"same zone", "upstreamtier . {\n tier a 127.0.0.1:1\n }\n forward . 127.0.0.1:2", "plugin/upstreamtier: Corefile:2 - Error during parsing: upstreamtier and forward both claim . in this server block"},
+		{"forward inside FROM", "upstreamtier {\n tier a 127.0.0.1:1\n }\n forward corp.example 127.0.0.1:2", "both claim corp.example."},
+		{"upstreamtier for one zone, forward for the rest", "upstreamtier corp.example {\n tier a 127.0.0.1:1\n }\n forward . 127.0.0.1:2", ""},
+		{"forward for an except of upstreamtier", "upstreamtier {\n tier a 127.0.0.1:1\n except corp.example\n }\n forward corp.example 127.0.0.1:2", ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.desc, func(t *testing.T) {
+			corefile := ".:" + port(freeAddr(t)) + " {\n " + tc.plugin + "\n}\n"
+			inst, err := caddy.Start(caddy.CaddyfileInput{Contents: []byte(corefile), ServerTypeName: "dns", Filepath: "Corefile"})
+			if err == nil {
+				inst.Stop()
+			}
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("refused: %v\n%s", err, corefile)
+			case tc.want != "" && err == nil:
+				t.Fatalf("started, want %q\n%s", tc.want, corefile)
+			case tc.want != "" && !strings.Contains(err.Error(), tc.want):
+				t.Fatalf("error %q, want %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func port(addr string) string { return addr[strings.LastIndex(addr, ":")+1:] }
