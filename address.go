@@ -148,7 +148,9 @@ func parseHostPort(hostport, trans string) (netip.AddrPort, error) {
 	ip, zone, _ := strings.Cut(host, "%")
 	addr, err := netip.ParseAddr(ip)
 	if err != nil {
-		return netip.AddrPort{}, err
+		// Only a resolv.conf file gets this far with a name: it is not
+		// resolved, least of all through the system resolver on each dial.
+		return netip.AddrPort{}, fmt.Errorf("nameserver %q is not an IP address; host names are not supported as upstreams", ip)
 	}
 	addr = addr.Unmap()
 	linkLocal := addr.Is6() && addr.IsLinkLocalUnicast()
