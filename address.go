@@ -162,8 +162,35 @@ func parseHostPort(hostport, trans string) (netip.AddrPort, error) {
 	case linkLocal && zone == "":
 		return netip.AddrPort{}, fmt.Errorf("link-local address %s needs its interface: write [%s%%eth0]:%s with the interface's name", ip, ip, port)
 	}
+	if err := checkUnicast(addr, zone); err != nil {
+		return netip.AddrPort{}, err
+	}
 	n, _ := strconv.ParseUint(port, 10, 16)
 	return netip.AddrPortFrom(addr.WithZone(zone), uint16(n)), nil
+}
+
+// ipv4Compatible is ::/96, deprecated (RFC 4291) and never a server's
+// address: there, ::1:5301 is [::1]:5301 written without brackets.
+var ipv4Compatible = netip.MustParsePrefix("::/96")
+
+// checkUnicast refuses addresses no server answers from: the unspecified
+// address, multicast, IPv4-compatible IPv6, and a zone that names no
+// interface of this machine.
+func checkUnicast(addr netip.Addr, zone string) error {
+	switch {
+	case addr.IsUnspecified():
+		return fmt.Errorf("%s is the unspecified address, not a server's", addr)
+	case addr.IsMulticast():
+		return fmt.Errorf("%s is a multicast address, not a server's", addr)
+	case ipv4Compatible.Contains(addr) && addr != netip.IPv6Loopback():
+		return fmt.Errorf("%s is not a server's address; an IPv6 address with a port is written [IP]:port, e.g. [::1]:5301", addr)
+	}
+	if zone != "" {
+		if _, err := net.InterfaceByName(zone); err != nil {
+			return fmt.Errorf("%%%s: no such network interface on this machine", zone)
+		}
+	}
+	return nil
 }
 
 // addUpstreams makes the tier's upstreams, with their TLS configuration.

@@ -178,7 +178,7 @@ func TestProbeDomain(t *testing.T) {
 // sending anything upstream.
 func TestAllDownServfail(t *testing.T) {
 	up := startUpstreams(t, 2)
-	ut := newPlugin(t, "upstreamtier {\n tier site %s\n tier isp %s\n fall 1\n health_check 1h\n}", up...)
+	ut := newPlugin(t, "upstreamtier {\n tier site %s\n tier isp %s\n fall 1\n health_check 1m\n}", up...)
 	changes := watch(ut)
 	for _, s := range up {
 		s.SetMode(faultdns.Refused)
@@ -202,7 +202,7 @@ func TestAllDownServfail(t *testing.T) {
 // all_down try gives the upstream that went down last one try.
 func TestAllDownTry(t *testing.T) {
 	up := startUpstreams(t, 2)
-	ut := newPlugin(t, "upstreamtier {\n tier site %s\n tier isp %s\n fall 1\n health_check 1h\n all_down try\n}", up...)
+	ut := newPlugin(t, "upstreamtier {\n tier site %s\n tier isp %s\n fall 1\n health_check 1m\n all_down try\n}", up...)
 	changes := watch(ut)
 	up[0].SetMode(faultdns.Refused)
 	serve(t, ut, newClientQuery("www.example.org", dns.TypeA), false)

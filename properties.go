@@ -96,8 +96,9 @@ var (
 	// (checked against attempt_timeout).
 	hedgeBounds = bounds{5 * time.Millisecond, 30 * time.Second}
 	// A down upstream is probed at most every 10 ms (100 probes a second):
-	// 1 ns made 40,000 a second and saturated the machine.
-	intervalBounds = bounds{10 * time.Millisecond, time.Hour}
+	// 1 ns made 40,000 a second and saturated the machine. At least once a
+	// minute, so that a recovered tier is back within one.
+	intervalBounds = bounds{10 * time.Millisecond, time.Minute}
 	standbyBounds  = bounds{time.Second, 24 * time.Hour}
 	memoryBounds   = bounds{100 * time.Millisecond, time.Hour}
 )

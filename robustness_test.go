@@ -24,7 +24,7 @@ func TestPrivateZoneNeverLeaks(t *testing.T) {
 		except corp.example
 	}
 	fall 1
-	health_check 1h
+	health_check 1m
 }`, up...)
 	changes := watch(ut)
 	up[0].SetMode(faultdns.Refused)

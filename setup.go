@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -51,7 +52,7 @@ func setup(c *caddy.Controller) error {
 	})
 	c.OnStartup(func() error {
 		cfg := dnsserver.GetConfig(c)
-		if err := p.checkForward(cfg.Handler("forward")); err != nil {
+		if err := p.checkServer(cfg); err != nil {
 			return plugin.Error(pluginName, err)
 		}
 		ut.hc.server = serverLabel(cfg)
@@ -132,9 +133,9 @@ type parser struct {
 	line  int            // the upstreamtier line
 	lines map[string]int // the line of each top-level property given
 
-	tier           *Tier // the tier whose line and block are being read
-	tos            []to  // its upstreams
-	tierExceptLine int   // the line of its except, 0 if none
+	tier        *Tier         // the tier whose line and block are being read
+	tos         []to          // its upstreams
+	exceptLines map[*Tier]int // the line of each tier's except
 
 	upstreams map[string]tierLine // every upstream so far, by upstreamKey
 }
@@ -146,7 +147,7 @@ type tierLine struct {
 }
 
 func newParser(c *caddy.Controller) *parser {
-	return &parser{c: c, lines: map[string]int{}, upstreams: map[string]tierLine{}}
+	return &parser{c: c, lines: map[string]int{}, exceptLines: map[*Tier]int{}, upstreams: map[string]tierLine{}}
 }
 
 func (p *parser) parse() (*UpstreamTier, error) {
@@ -211,6 +212,13 @@ func (p *parser) finish() error {
 	if z := outside(ut.except, ut.from); z != "" {
 		return p.errAt(p.lines["except"], "except %s is outside FROM (%s): it changes nothing", z, strings.Join(ut.from, " "))
 	}
+	for _, t := range ut.tiers {
+		for _, z := range t.except {
+			if inside(z, ut.except) {
+				return p.errAt(p.exceptLines[t], "tier %q: except %s changes nothing: the top-level except on line %d already leaves it to the next plugin", t.name, z, p.lines["except"])
+			}
+		}
+	}
 	if ut.failover == nil {
 		ut.failover = rcodeSet(defaultFailover)
 	}
@@ -270,13 +278,23 @@ func (p *parser) except() (err error) {
 	return err
 }
 
-// zones reads the ZONE... arguments of except.
+// zones reads the ZONE... arguments of except, refusing a zone inside
+// another of the list.
 func (p *parser) zones() ([]string, error) {
 	zones, err := parseZones(p.c, p.c.RemainingArgs(), "ZONE")
-	if err == nil && len(zones) == 0 {
-		err = p.c.Err("except needs at least one ZONE")
+	if err != nil {
+		return nil, err
 	}
-	return zones, err
+	if len(zones) == 0 {
+		return nil, p.c.Err("except needs at least one ZONE")
+	}
+	for i, z := range zones {
+		others := append(slices.Clone(zones[:i]), zones[i+1:]...)
+		if inside(z, others) {
+			return nil, p.c.Errf("except: %s is listed twice, or inside another zone of the list", z)
+		}
+	}
+	return zones, nil
 }
 
 func (p *parser) failover() error {
@@ -436,7 +454,7 @@ func (p *parser) tierLine() error {
 		return err
 	}
 	p.tier = &Tier{name: name, index: len(p.ut.tiers), policy: &random{}, opts: proxy.Options{HCRecursionDesired: true, HCDomain: "."}}
-	p.tos, p.tierExceptLine = tos, 0
+	p.tos = tos
 	if err := p.tierBlock(); err != nil {
 		return err
 	}
@@ -486,10 +504,10 @@ func (p *parser) tierBlock() error {
 func (p *parser) finishTier(line int) error {
 	t := p.tier
 	if len(t.except) > 0 && coversAll(t.except, p.ut.from) {
-		return p.errAt(p.tierExceptLine, "tier %q: except %s covers all of FROM (%s): the tier would never be asked", t.name, strings.Join(t.except, " "), strings.Join(p.ut.from, " "))
+		return p.errAt(p.exceptLines[t], "tier %q: except %s covers all of FROM (%s): the tier would never be asked", t.name, strings.Join(t.except, " "), strings.Join(p.ut.from, " "))
 	}
 	if z := outside(t.except, p.ut.from); z != "" {
-		return p.errAt(p.tierExceptLine, "tier %q: except %s is outside FROM (%s): it changes nothing", t.name, z, strings.Join(p.ut.from, " "))
+		return p.errAt(p.exceptLines[t], "tier %q: except %s is outside FROM (%s): it changes nothing", t.name, z, strings.Join(p.ut.from, " "))
 	}
 	for _, to := range p.tos {
 		if to.transport == "tls" && to.serverName == "" && t.tlsServerName == "" {
@@ -512,7 +530,7 @@ func (p *parser) policy() error {
 }
 
 func (p *parser) tierExcept() (err error) {
-	p.tierExceptLine = p.c.Line()
+	p.exceptLines[p.tier] = p.c.Line()
 	p.tier.except, err = p.zones()
 	return err
 }

@@ -213,8 +213,8 @@ func TestSetupInvalid(t *testing.T) {
 		{"a resolv.conf as FROM", "upstreamtier . /etc/resolv.conf {\n tier a 1.1.1.1\n}", 1, "is an upstream address"},
 
 		// Durations with bounds.
-		{"health_check 1ns", "upstreamtier {\n tier a 1.1.1.1\n health_check 1ns\n}", 3, "health_check 1ns is out of bounds: expected between 10ms and 1h0m0s"},
-		{"health_check a day", "upstreamtier {\n tier a 1.1.1.1\n health_check 24h domain example.org\n}", 3, "health_check 24h0m0s is out of bounds"},
+		{"health_check 1ns", "upstreamtier {\n tier a 1.1.1.1\n health_check 1ns\n}", 3, "health_check 1ns is out of bounds: expected between 10ms and 1m0s"},
+		{"health_check an hour", "upstreamtier {\n tier a 1.1.1.1\n health_check 1h domain example.org\n}", 3, "health_check 1h0m0s is out of bounds"},
 		{"hedge 1ns", "upstreamtier {\n tier a 1.1.1.1\n hedge 1ns\n}", 3, "hedge 1ns is out of bounds: expected between 5ms and 30s"},
 		{"attempt_timeout 1h", "upstreamtier {\n tier a 1.1.1.1\n timeout 2s\n attempt_timeout 1h\n}", 4, "attempt_timeout 1h0m0s is out of bounds: expected between 10ms and 30s"},
 		{"attempt_timeout 1ns", "upstreamtier {\n tier a 1.1.1.1\n attempt_timeout 1ns\n}", 3, "attempt_timeout 1ns is out of bounds"},
@@ -237,7 +237,17 @@ func TestSetupInvalid(t *testing.T) {
 		{"link-local with a port, without its interface", "upstreamtier {\n tier a [fe80::1]:5353\n}", 2, "needs its interface"},
 		{"a zone on a global IPv6 address", "upstreamtier {\n tier a 2001:db8::1%eth0\n}", 2, "a %zone only for link-local IPv6 addresses"},
 
+		{"a zone that is no interface", "upstreamtier {\n tier a [fe80::1%nosuchif0]:53\n}", 2, "%nosuchif0: no such network interface"},
+		{"IPv6 loopback and port without brackets", "upstreamtier {\n tier a ::1:5301\n}", 2, "::1:5301 is not a server's address; an IPv6 address with a port is written [IP]:port"},
+		{"unspecified address", "upstreamtier {\n tier a 0.0.0.0\n}", 2, "0.0.0.0 is the unspecified address"},
+		{"unspecified IPv6 address", "upstreamtier {\n tier a [::]:53\n}", 2, ":: is the unspecified address"},
+		{"multicast address", "upstreamtier {\n tier a 224.0.0.251:5353\n}", 2, "224.0.0.251 is a multicast address"},
+
 		// Options that do nothing where they are.
+		{"except zone twice", "upstreamtier {\n tier a 1.1.1.1\n except corp.example corp.example\n}", 3, "except: corp.example. is listed twice, or inside another zone of the list"},
+		{"except zone inside another", "upstreamtier {\n tier a 1.1.1.1 {\n  except a.corp.example corp.example\n }\n}", 3, "except: a.corp.example. is listed twice, or inside another"},
+		{"tier except excluded at the top below", "upstreamtier {\n tier a 1.1.1.1 {\n  except corp.example\n }\n except corp.example\n}", 3, "the top-level except on line 5 already"},
+		{"tier except already excluded at the top", "upstreamtier {\n except corp.example\n tier a 1.1.1.1 {\n  except a.corp.example\n }\n}", 4, `tier "a": except a.corp.example. changes nothing: the top-level except on line 2 already leaves it to the next plugin`},
 		{"prefer_udp in a tier of tls:// only", "upstreamtier {\n tier a tls://1.1.1.1%a.example tls://1.0.0.1%a.example {\n  prefer_udp\n }\n}", 3, `tier "a": prefer_udp does nothing here: every upstream of the tier is tls://`},
 		{"force_tcp in a tier of tls:// only", "upstreamtier {\n tier a tls://1.1.1.1 {\n  tls_servername a.example\n  force_tcp\n }\n}", 4, "force_tcp does nothing here"},
 		{"DoT upstream without a server name", "upstreamtier {\n tier a tls://1.1.1.1\n}", 2, `tier "a": tls://1.1.1.1 has no server name to verify its certificate against`},
@@ -505,8 +515,8 @@ func TestSetupValid(t *testing.T) {
 		},
 		{
 			desc:  "link-local IPv6 with its interface",
-			input: "upstreamtier {\n tier a fe80::1%eth0 [fe80::2%eth1]:5353\n}",
-			tiers: []setupTierWant{{name: "a", addrs: []string{"[fe80::1%eth0]:53", "[fe80::2%eth1]:5353"}}},
+			input: "upstreamtier {\n tier a fe80::1%lo [fe80::2%lo]:5353\n}",
+			tiers: []setupTierWant{{name: "a", addrs: []string{"[fe80::1%lo]:53", "[fe80::2%lo]:5353"}}},
 		},
 		{
 			desc:  "IPv4-mapped IPv6 is the IPv4 address",

@@ -1,11 +1,6 @@
 package upstreamtier
 
-import (
-	"reflect"
-
-	"github.com/coredns/coredns/plugin"
-	"github.com/coredns/coredns/plugin/forward"
-)
+import "github.com/coredns/coredns/plugin"
 
 // inside reports whether name is one of zones or below one.
 func inside(name string, zones []string) bool {
@@ -54,35 +49,4 @@ func coversAny(zone string, zones []string) bool {
 		}
 	}
 	return false
-}
-
-// checkForward refuses a forward in the same server block whose zone
-// upstreamtier answers entirely: upstreamtier comes first in the plugin
-// chain (plugin.cfg puts it right before forward), so forward would never
-// be asked.
-func (p *parser) checkForward(h plugin.Handler) error {
-	f, ok := h.(*forward.Forward)
-	if !ok {
-		return nil
-	}
-	zone := forwardZone(f)
-	if zone == "" || !inside(zone, p.ut.from) {
-		return nil
-	}
-	for _, e := range p.ut.except {
-		if inside(e, []string{zone}) || inside(zone, []string{e}) {
-			return nil
-		}
-	}
-	return p.errAt(p.line, "upstreamtier and forward both claim %s in this server block: upstreamtier answers it first, so forward is never asked; remove one, or narrow upstreamtier's FROM", zone)
-}
-
-// forwardZone returns forward's zone, which forward does not export; ""
-// if this CoreDNS version keeps it elsewhere. Read only.
-func forwardZone(f *forward.Forward) string {
-	v := reflect.ValueOf(f).Elem().FieldByName("from")
-	if !v.IsValid() || v.Kind() != reflect.String {
-		return ""
-	}
-	return v.String()
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -37,6 +38,24 @@ func TestStartupForwardOverlap(t *testing.T) {
 				t.Fatalf("error %q, want %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// An upstream that is the server itself is refused at startup, naming its
+// tier's line.
+func TestStartupSelfLoop(t *testing.T) {
+	addr := freeAddr(t)
+	for _, listen := range []string{"", "\n bind 127.0.0.1"} {
+		corefile := ".:" + port(addr) + " {" + listen + "\n upstreamtier {\n  tier a 127.0.0.1:1\n  tier b " + addr + "\n }\n}\n"
+		inst, err := caddy.Start(caddy.CaddyfileInput{Contents: []byte(corefile), ServerTypeName: "dns", Filepath: "Corefile"})
+		if err == nil {
+			inst.Stop()
+			t.Fatalf("started, want the loop refused:\n%s", corefile)
+		}
+		line := 4 + strings.Count(listen, "\n")
+		if want := fmt.Sprintf("Corefile:%d - Error during parsing: tier \"b\": upstream %s is this server itself", line, addr); !strings.Contains(err.Error(), want) {
+			t.Fatalf("error %q, want %q", err, want)
+		}
 	}
 }
 
