@@ -298,22 +298,47 @@ func (p *parser) zones() ([]string, error) {
 }
 
 func (p *parser) failover() error {
+	rcodes, err := p.rcodes("failover", "e.g. SERVFAIL REFUSED")
+	p.ut.failover = rcodeSet(rcodes)
+	return err
+}
+
+// rcodes reads the RCODE... arguments of prop, which cannot be NOERROR.
+func (p *parser) rcodes(prop, example string) ([]int, error) {
 	args := p.c.RemainingArgs()
 	if len(args) == 0 {
-		return p.c.Err("failover needs at least one RCODE, e.g. SERVFAIL REFUSED")
+		return nil, p.c.Errf("%s needs at least one RCODE, %s", prop, example)
 	}
 	var rcodes []int
 	for _, a := range args {
 		rc, ok := dns.StringToRcode[strings.ToUpper(a)]
 		if !ok {
-			return p.c.Errf("failover: %q is not an rcode; expected names like SERVFAIL, REFUSED, NXDOMAIN", a)
+			return nil, p.c.Errf("%s: %q is not an rcode; expected names like SERVFAIL, REFUSED, NXDOMAIN", prop, a)
 		}
 		if rc == dns.RcodeSuccess {
-			return p.c.Err("failover: NOERROR is an answer, not a failure")
+			return nil, p.c.Errf("%s: NOERROR is an answer, not a failure", prop)
+		}
+		if slices.Contains(rcodes, rc) {
+			return nil, p.c.Errf("%s: %s listed twice", prop, a)
 		}
 		rcodes = append(rcodes, rc)
 	}
-	p.ut.failover = rcodeSet(rcodes)
+	return rcodes, nil
+}
+
+// next reads "next RCODE...": answers with those rcodes go to the next
+// plugin instead of the client.
+func (p *parser) next() error {
+	rcodes, err := p.rcodes("next", "e.g. NXDOMAIN; for NODATA write next_on_nodata")
+	p.ut.handOn = rcodeSet(rcodes)
+	return err
+}
+
+func (p *parser) nextOnNodata() error {
+	if p.c.NextArg() {
+		return p.c.Err("next_on_nodata takes no arguments")
+	}
+	p.ut.handOnNodata = true
 	return nil
 }
 

@@ -243,6 +243,14 @@ func TestSetupInvalid(t *testing.T) {
 		{"unspecified IPv6 address", "upstreamtier {\n tier a [::]:53\n}", 2, ":: is the unspecified address"},
 		{"multicast address", "upstreamtier {\n tier a 224.0.0.251:5353\n}", 2, "224.0.0.251 is a multicast address"},
 
+		// next and next_on_nodata.
+		{"next without rcodes", "upstreamtier {\n tier a 1.1.1.1\n next\n}", 3, "next needs at least one RCODE, e.g. NXDOMAIN"},
+		{"next NOERROR", "upstreamtier {\n tier a 1.1.1.1\n next NOERROR\n}", 3, "next: NOERROR is an answer"},
+		{"next unknown rcode", "upstreamtier {\n tier a 1.1.1.1\n next NXDOMIAN\n}", 3, `next: "NXDOMIAN" is not an rcode`},
+		{"next rcode twice", "upstreamtier {\n tier a 1.1.1.1\n next NXDOMAIN nxdomain\n}", 3, "next: nxdomain listed twice"},
+		{"next_on_nodata with an argument", "upstreamtier {\n tier a 1.1.1.1\n next_on_nodata yes\n}", 3, "next_on_nodata takes no arguments"},
+		{"next in a tier", "upstreamtier {\n tier a 1.1.1.1 {\n  next NXDOMAIN\n }\n}", 3, "next belongs at the top of the upstreamtier block"},
+
 		// Options that do nothing where they are.
 		{"except zone twice", "upstreamtier {\n tier a 1.1.1.1\n except corp.example corp.example\n}", 3, "except: corp.example. is listed twice, or inside another zone of the list"},
 		{"except zone inside another", "upstreamtier {\n tier a 1.1.1.1 {\n  except a.corp.example corp.example\n }\n}", 3, "except: a.corp.example. is listed twice, or inside another"},

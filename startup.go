@@ -30,8 +30,8 @@ func (p *parser) checkServer(cfg *dnsserver.Config) error {
 // be asked.
 func (p *parser) checkForward(h plugin.Handler) error {
 	f, ok := h.(*forward.Forward)
-	if !ok {
-		return nil
+	if !ok || len(p.ut.handOn) > 0 || p.ut.handOnNodata {
+		return nil // next and next_on_nodata hand queries on to forward
 	}
 	zone := forwardZone(f)
 	if zone == "" || !inside(zone, p.ut.from) {

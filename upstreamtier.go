@@ -36,9 +36,11 @@ type UpstreamTier struct {
 	attemptTimeout time.Duration // cap for one attempt
 	hedge          time.Duration // fixed hedge delay; 0: derived from the RTT
 	hedgeOff       bool
-	maxHedges      int64 // hedges in flight at most, plugin-wide
-	allDownTry     bool  // all_down try: with nothing up, try the last upstream that was
-	maxConcurrent  int64 // queries in flight at most; 0: no limit
+	maxHedges      int64        // hedges in flight at most, plugin-wide
+	allDownTry     bool         // all_down try: with nothing up, try the last upstream that was
+	handOn         map[int]bool // next: answer rcodes that go to the next plugin
+	handOnNodata   bool         // next_on_nodata: so does NODATA
+	maxConcurrent  int64        // queries in flight at most; 0: no limit
 	concurrent     atomic.Int64
 
 	hc        *healthCheck
@@ -105,14 +107,32 @@ func (ut *UpstreamTier) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *d
 	q.wire = wire
 
 	ret, u, aerr := q.resolve(u)
+	if aerr != nil && aerr.reason == reasonRcode && ut.Next != nil && ut.handOn[aerr.rcode] {
+		return plugin.NextOrFailure(ut.Name(), ut.Next, ctx, w, r) // every tier gave that rcode
+	}
 	if aerr != nil {
 		return ut.fail(ctx, w, &q, dns.ExtendedErrorCodeNoReachableAuthority, "all_failed", aerr)
 	}
-	ut.setMetadata(ctx, &q, u)
 	requestsCount.WithLabelValues(metrics.WithServer(ctx), u.tier.name, u.Addr(), rcodeName(ret.Rcode)).Inc()
+	if ut.handsOn(ret) {
+		return plugin.NextOrFailure(ut.Name(), ut.Next, ctx, w, r)
+	}
+	ut.setMetadata(ctx, &q, u)
 	ret.Id = r.Id
 	w.WriteMsg(ret)
 	return dns.RcodeSuccess, nil
+}
+
+// handsOn reports whether an upstream's answer goes to the next plugin
+// instead of the client: its rcode is one of next's, or it is NODATA and
+// next_on_nodata is set. With no next plugin, as in forward, it is the
+// client's.
+func (ut *UpstreamTier) handsOn(m *dns.Msg) bool {
+	if ut.Next == nil {
+		return false
+	}
+	nodata := m.Rcode == dns.RcodeSuccess && len(m.Answer) == 0
+	return ut.handOn[m.Rcode] || (ut.handOnNodata && nodata)
 }
 
 // checkQuery rejects what CoreDNS's server normally stops before it gets
