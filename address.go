@@ -26,6 +26,7 @@ type to struct {
 	transport  string
 	hostport   string // normalized: the same server is always written the same
 	serverName string
+	name       string // a host name, resolved at startup (hostport is then name:port)
 }
 
 // key names the server to: the same key twice is one server with two
@@ -79,6 +80,13 @@ func parseTo(arg string) ([]to, error) {
 		if rest, serverName, err = splitServerName(rest); err != nil {
 			return nil, fmt.Errorf("%s: %v", arg, err)
 		}
+	}
+	if name, port, ok := parseHostName(trans, rest); ok {
+		n, err := parsePort(port)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %v", arg, err)
+		}
+		return []to{{arg: arg, transport: trans, hostport: net.JoinHostPort(name, strconv.Itoa(int(n))), serverName: serverName, name: name}}, nil
 	}
 	expanded, err := parse.HostPortOrFile(trans + "://" + rest)
 	if err != nil {
@@ -142,8 +150,9 @@ func parseHostPort(hostport, trans string) (netip.AddrPort, error) {
 	if err != nil {
 		return netip.AddrPort{}, err
 	}
-	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
-		return netip.AddrPort{}, fmt.Errorf("port %q is not a number between 1 and 65535", port)
+	n, err := parsePort(port)
+	if err != nil {
+		return netip.AddrPort{}, err
 	}
 	ip, zone, _ := strings.Cut(host, "%")
 	addr, err := netip.ParseAddr(ip)
@@ -165,8 +174,16 @@ func parseHostPort(hostport, trans string) (netip.AddrPort, error) {
 	if err := checkUnicast(addr, zone); err != nil {
 		return netip.AddrPort{}, err
 	}
-	n, _ := strconv.ParseUint(port, 10, 16)
-	return netip.AddrPortFrom(addr.WithZone(zone), uint16(n)), nil
+	return netip.AddrPortFrom(addr.WithZone(zone), n), nil
+}
+
+// parsePort reads a port number between 1 and 65535.
+func parsePort(port string) (uint16, error) {
+	n, err := strconv.ParseUint(port, 10, 16)
+	if err != nil || n == 0 {
+		return 0, fmt.Errorf("port %q is not a number between 1 and 65535", port)
+	}
+	return uint16(n), nil
 }
 
 // ipv4Compatible is ::/96, deprecated (RFC 4291) and never a server's
@@ -193,14 +210,21 @@ func checkUnicast(addr netip.Addr, zone string) error {
 	return nil
 }
 
-// addUpstreams makes the tier's upstreams, with their TLS configuration.
-func addUpstreams(ut *UpstreamTier, t *Tier, tos []to) {
-	for _, to := range tos {
+// addUpstreams makes the tier's upstreams, with their TLS configuration;
+// a host name's are made at startup, once it is resolved (hostname.go).
+func (p *parser) addUpstreams(t *Tier, line int) {
+	ut := p.ut
+	for _, to := range p.tos {
+		if to.name != "" {
+			port, _ := strconv.ParseUint(to.hostport[strings.LastIndex(to.hostport, ":")+1:], 10, 16)
+			ut.hostNames = append(ut.hostNames, &hostName{name: to.name, port: uint16(port), transport: to.transport, serverName: to.serverName, tier: t, at: fmt.Sprintf("%s:%d", p.c.File(), line)})
+			continue
+		}
 		u := newUpstream(to.hostport, to.transport, t, ut.hc)
 		if to.transport == transport.TLS {
 			u.proxy.SetTLSConfig(tierTLSConfig(t, to.serverName))
 		}
-		t.upstreams = append(t.upstreams, u)
+		t.add(u)
 	}
 }
 

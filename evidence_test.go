@@ -263,7 +263,7 @@ func TestSilentUpstreamLeftForNextTier(t *testing.T) {
 		m, _ := serve(t, ut, q, i == 1)
 		expectFrom(t, q, m, up[1])
 	}
-	if !ut.tiers[0].upstreams[0].available() {
+	if !ut.tiers[0].upstreams()[0].available() {
 		t.Error("marked down before fall pieces of evidence")
 	}
 }

@@ -198,7 +198,7 @@ func checkParsedStanza(t *testing.T, ut *UpstreamTier) {
 		if tr.policy == nil {
 			t.Fatalf("tier %q has no policy", tr.name)
 		}
-		if len(tr.upstreams) == 0 {
+		if len(tr.upstreams()) == 0 {
 			t.Fatalf("tier %q has no upstream", tr.name)
 		}
 		if tr.opts.ForceTCP && tr.opts.PreferUDP {
@@ -206,7 +206,7 @@ func checkParsedStanza(t *testing.T, ut *UpstreamTier) {
 		}
 		checkZones(t, "tier "+tr.name+" except", tr.except)
 		hasTLS := false
-		for _, u := range tr.upstreams {
+		for _, u := range tr.upstreams() {
 			n++
 			if u.tier != tr || u.hc != hc {
 				t.Fatalf("tier %q: upstream %s does not point back to its tier and health check", tr.name, u.Addr())
@@ -260,7 +260,7 @@ func forgetStanzaSeries(ut *UpstreamTier) {
 	for _, tr := range ut.tiers {
 		tierAvailable.DeleteLabelValues(ut.hc.server, tr.name)
 		servingTier.DeleteLabelValues(ut.hc.server, tr.name)
-		for _, u := range tr.upstreams {
+		for _, u := range tr.upstreams() {
 			upstreamHealthy.DeleteLabelValues(ut.hc.server, tr.name, u.Addr())
 		}
 	}

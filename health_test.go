@@ -133,7 +133,7 @@ func TestFallCountsConsecutiveFailures(t *testing.T) {
 		m, _ := serve(t, ut, q, false)
 		expectFrom(t, q, m, up[0])
 	}
-	if !ut.tiers[0].upstreams[0].available() {
+	if !ut.tiers[0].upstreams()[0].available() {
 		t.Fatal("upstream marked down without fall failures in a row")
 	}
 }
@@ -152,7 +152,7 @@ func TestProbeFailoverRcodeKeepsDown(t *testing.T) {
 
 	// Several probes come and fail while tier 1 answers SERVFAIL.
 	waitQueries(t, up[0], up[0].Queries()+3)
-	if ut.tiers[0].upstreams[0].available() {
+	if ut.tiers[0].upstreams()[0].available() {
 		t.Fatal("upstream brought back by probes answered SERVFAIL")
 	}
 	up[0].SetMode(faultdns.OK)
@@ -304,7 +304,7 @@ func TestFlappingBacksOff(t *testing.T) {
 	up := startUpstreams(t, 2)
 	ut := newPlugin(t, "upstreamtier {\n tier site %s\n tier isp %s\n fall 1\n rise 1\n health_check 10ms\n}", up...)
 	changes := watch(ut)
-	u := ut.tiers[0].upstreams[0]
+	u := ut.tiers[0].upstreams()[0]
 	name := names()
 	for i := range maxFlaps + 2 {
 		up[0].SetMode(faultdns.Refused)

@@ -46,6 +46,12 @@ var (
 		Help:      "Hedged attempts, by the tier they went to.",
 	}, []string{"server", "tier"})
 
+	resolveFailures = promauto.NewCounterVec(prometheus.CounterOpts{
+		Namespace: plugin.Namespace,
+		Subsystem: pluginName,
+		Name:      "resolve_failures_total",
+		Help:      "Failed lookups of an upstream host name after startup; its last good addresses are kept.",
+	}, []string{"server", "tier", "name"})
 	upstreamHealthy = promauto.NewGaugeVec(prometheus.GaugeOpts{
 		Namespace: plugin.Namespace,
 		Subsystem: pluginName,

@@ -114,7 +114,7 @@ func (u *Upstream) probeLoop(flaps int) {
 		if u.hc.noneServing.Load() {
 			delay = min(delay, allDownProbe)
 		}
-		if !u.hc.sleep(delay) {
+		if !u.hc.sleep(delay) || u.retired.Load() {
 			return
 		}
 		if cause := u.probe(probeDown); cause != nil {
@@ -147,7 +147,7 @@ func (u *Upstream) standbyLoop() {
 		case u.hc.standby == 0:
 			return
 		}
-		if !u.hc.sleep(delay) {
+		if !u.hc.sleep(delay) || u.retired.Load() {
 			return
 		}
 		ok = true

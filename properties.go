@@ -43,6 +43,7 @@ func init() {
 		{name: "all_down", scope: atTop, parse: (*parser).allDown},
 		{name: "max_concurrent", scope: atTop, parse: (*parser).maxConcurrent},
 		{name: "failover_memory", scope: atTop, parse: (*parser).failoverMemory},
+		{name: "resolver", scope: atTop, parse: (*parser).resolverProperty},
 		{name: "next", scope: atTop, parse: (*parser).next},
 		{name: "next_on_nodata", scope: atTop, parse: (*parser).nextOnNodata},
 

@@ -119,7 +119,7 @@ func (q *query) next() *Upstream {
 			memorySkips.WithLabelValues(metrics.WithServer(q.ctx), t.name).Inc()
 			continue
 		}
-		q.list, q.pos = t.policy.List(t.upstreams), 0
+		q.list, q.pos = t.policy.List(t.upstreams()), 0
 	}
 }
 

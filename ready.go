@@ -11,10 +11,15 @@ func (ut *UpstreamTier) Ready() bool { return ut.hc.ready.Load() }
 // a startup probe in the background.
 func (ut *UpstreamTier) startProbing() {
 	for _, t := range ut.tiers {
-		for _, u := range t.upstreams {
+		for _, u := range t.upstreams() {
 			if !ut.hc.goProbe(u.standbyLoop) {
 				return
 			}
+		}
+	}
+	for _, h := range ut.hostNames {
+		if !ut.hc.goProbe(func() { ut.follow(h) }) {
+			return
 		}
 	}
 }

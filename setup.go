@@ -61,7 +61,7 @@ func setup(c *caddy.Controller) error {
 			ut.taps = dnstapChain(tap)
 		}
 		if err := ut.OnStartup(); err != nil {
-			return err
+			return plugin.Error(pluginName, err)
 		}
 		ut.startProbing()
 		return nil
@@ -84,11 +84,15 @@ func serverLabel(cfg *dnsserver.Config) string {
 	return cfg.Transport + "://" + addr
 }
 
-// OnStartup opens the upstreams' connection pools and sets the health
-// gauges: every upstream is taken to be up until attempts say otherwise.
+// OnStartup resolves the host names, opens the upstreams' connection pools
+// and sets the health gauges: every upstream is taken to be up until
+// attempts say otherwise.
 func (ut *UpstreamTier) OnStartup() error {
+	if err := ut.resolveHostNames(); err != nil {
+		return err
+	}
 	for _, t := range ut.tiers {
-		for _, u := range t.upstreams {
+		for _, u := range t.upstreams() {
 			u.start(ut.attemptTimeout)
 			upstreamHealthy.WithLabelValues(ut.hc.server, t.name, u.Addr()).Set(1)
 		}
@@ -102,7 +106,7 @@ func (ut *UpstreamTier) OnShutdown() error {
 	ut.shutdown.Do(func() {
 		ut.hc.shutdown()
 		for _, t := range ut.tiers {
-			for _, u := range t.upstreams {
+			for _, u := range t.upstreams() {
 				u.stop()
 			}
 		}
@@ -113,7 +117,7 @@ func (ut *UpstreamTier) OnShutdown() error {
 // newUpstreamTier returns a plugin with the default configuration, wired
 // to its health checks: the parser only changes what the Corefile sets.
 func newUpstreamTier() *UpstreamTier {
-	ut := &UpstreamTier{timeout: defaultTimeout, maxHedges: defaultMaxHedges, memory: newFailoverMemory(defaultMemoryTTL, defaultMemorySize)}
+	ut := &UpstreamTier{timeout: defaultTimeout, maxHedges: defaultMaxHedges, memory: newFailoverMemory(defaultMemoryTTL, defaultMemorySize), resolver: resolver{timeout: 2 * time.Second}}
 	ut.hc = &healthCheck{interval: defaultInterval, standby: defaultStandby, domain: ".", fall: defaultFall, rise: defaultRise, stop: make(chan struct{})}
 	ut.hc.changed = ut.healthChanged
 	return ut
@@ -212,6 +216,9 @@ func (p *parser) finish() error {
 	if z := outside(ut.except, ut.from); z != "" {
 		return p.errAt(p.lines["except"], "except %s is outside FROM (%s): it changes nothing", z, strings.Join(ut.from, " "))
 	}
+	if p.lines["resolver"] != 0 && len(ut.hostNames) == 0 {
+		return p.errAt(p.lines["resolver"], "resolver does nothing here: no upstream is a host name")
+	}
 	for _, t := range ut.tiers {
 		for _, z := range t.except {
 			if inside(z, ut.except) {
@@ -224,7 +231,7 @@ func (p *parser) finish() error {
 	}
 	ut.hc.limit, ut.hc.failover = ut.attemptTimeout, ut.failover
 	for _, t := range ut.tiers {
-		ut.upstreams += len(t.upstreams)
+		ut.upstreams += len(t.upstreams())
 	}
 	return nil
 }
@@ -324,6 +331,30 @@ func (p *parser) rcodes(prop, example string) ([]int, error) {
 		rcodes = append(rcodes, rc)
 	}
 	return rcodes, nil
+}
+
+// resolver reads "resolver IP[:port]...", the servers that resolve the
+// host names among the upstreams.
+func (p *parser) resolverProperty() error {
+	args := p.c.RemainingArgs()
+	if len(args) == 0 {
+		return p.c.Err("resolver needs at least one IP[:port]")
+	}
+	for _, a := range args {
+		ap, err := netip.ParseAddrPort(a)
+		if err != nil {
+			addr, err2 := netip.ParseAddr(strings.Trim(a, "[]"))
+			if err2 != nil {
+				return p.c.Errf("resolver: %q is not IP or IP:port", a)
+			}
+			ap = netip.AddrPortFrom(addr, 53)
+		}
+		if err := checkUnicast(ap.Addr(), ""); err != nil || ap.Port() == 0 {
+			return p.c.Errf("resolver: %s is not the address of a server", a)
+		}
+		p.ut.resolver.servers = append(p.ut.resolver.servers, ap.String())
+	}
+	return nil
 }
 
 // next reads "next RCODE...": answers with those rcodes go to the next
@@ -535,11 +566,11 @@ func (p *parser) finishTier(line int) error {
 		return p.errAt(p.exceptLines[t], "tier %q: except %s is outside FROM (%s): it changes nothing", t.name, z, strings.Join(p.ut.from, " "))
 	}
 	for _, to := range p.tos {
-		if to.transport == "tls" && to.serverName == "" && t.tlsServerName == "" {
+		if to.transport == "tls" && to.serverName == "" && t.tlsServerName == "" && to.name == "" {
 			return p.errAt(line, "tier %q: %s has no server name to verify its certificate against: write tls://IP%%NAME, or tls_servername NAME in the tier's block", t.name, to.arg)
 		}
 	}
-	addUpstreams(p.ut, t, p.tos)
+	p.addUpstreams(t, line)
 	return nil
 }
 

@@ -30,6 +30,7 @@ import (
 //	@EMPTY@   a resolv.conf without any nameserver
 //	@CERT@    a self-signed certificate (PEM), usable as a CA too
 //	@KEY@     the certificate's private key (PEM)
+//	@NAMES@   a resolv.conf with a host name among its nameservers
 func setupTestFiles(t *testing.T) *strings.Replacer {
 	t.Helper()
 	dir := t.TempDir()
@@ -75,7 +76,12 @@ func setupTestFiles(t *testing.T) *strings.Replacer {
 		t.Fatal(err)
 	}
 
-	return strings.NewReplacer("@RESOLV@", resolv, "@EMPTY@", empty, "@CERT@", cert, "@KEY@", keyFile)
+	names := filepath.Join(dir, "names.conf")
+	if err := os.WriteFile(names, []byte("nameserver 10.0.0.1\nnameserver ns.example\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	return strings.NewReplacer("@RESOLV@", resolv, "@EMPTY@", empty, "@CERT@", cert, "@KEY@", keyFile, "@NAMES@", names)
 }
 
 func TestSetupInvalid(t *testing.T) {
@@ -242,6 +248,14 @@ func TestSetupInvalid(t *testing.T) {
 		{"unspecified address", "upstreamtier {\n tier a 0.0.0.0\n}", 2, "0.0.0.0 is the unspecified address"},
 		{"unspecified IPv6 address", "upstreamtier {\n tier a [::]:53\n}", 2, ":: is the unspecified address"},
 		{"multicast address", "upstreamtier {\n tier a 224.0.0.251:5353\n}", 2, "224.0.0.251 is a multicast address"},
+
+		// Host names and the resolver.
+		{"resolver without a host name", "upstreamtier {\n tier a 1.1.1.1\n resolver 127.0.0.1\n}", 3, "resolver does nothing here: no upstream is a host name"},
+		{"resolver without an address", "upstreamtier {\n tier a dns.example\n resolver\n}", 3, "resolver needs at least one IP[:port]"},
+		{"resolver not an address", "upstreamtier {\n tier a dns.example\n resolver dns.google\n}", 3, `resolver: "dns.google" is not IP or IP:port`},
+		{"same host name in two tiers", "upstreamtier {\n tier a dns.example\n tier b dns.example:53\n}", 3, `is already in tier "a"`},
+		{"host name with a bad port", "upstreamtier {\n tier a dns.example:0\n}", 2, `port "0" is not a number between 1 and 65535`},
+		{"host name in a resolv.conf", "upstreamtier {\n tier a @NAMES@\n}", 2, `nameserver "ns.example" is not an IP address; host names are not supported as upstreams`},
 
 		// next and next_on_nodata.
 		{"next without rcodes", "upstreamtier {\n tier a 1.1.1.1\n next\n}", 3, "next needs at least one RCODE, e.g. NXDOMAIN"},
@@ -644,7 +658,7 @@ func setupCheckTier(t *testing.T, tr *Tier, want setupTierWant) {
 		t.Errorf("tier name = %q, want %q", tr.Name(), want.name)
 	}
 	var addrs []string
-	for _, u := range tr.upstreams {
+	for _, u := range tr.upstreams() {
 		addrs = append(addrs, u.Addr())
 		if u.tier != tr {
 			t.Errorf("tier %q: upstream %s does not point back to its tier", want.name, u.Addr())
@@ -670,7 +684,7 @@ func setupCheckTier(t *testing.T, tr *Tier, want setupTierWant) {
 		t.Errorf("tier %q: prefer_udp = %t, want %t", want.name, tr.opts.PreferUDP, want.preferUDP)
 	}
 
-	for _, u := range tr.upstreams {
+	for _, u := range tr.upstreams() {
 		var cfg *tls.Config
 		if u.proxy != nil {
 			cfg = u.proxy.GetTransport().GetTLSConfig()

@@ -59,7 +59,7 @@ func forwardZone(f *forward.Forward) string {
 // every query sent there would come back, until the budget is spent.
 func (p *parser) checkLoop(cfg *dnsserver.Config) error {
 	for _, t := range p.ut.tiers {
-		for _, u := range t.upstreams {
+		for _, u := range t.upstreams() {
 			if u.transport == transport.DNS && listensOn(cfg, u.addr) {
 				return p.errAt(p.upstreams[transport.DNS+"://"+u.addr].line, "tier %q: upstream %s is this server itself: each query would loop back to it", t.name, u.addr)
 			}

@@ -2,6 +2,8 @@ package upstreamtier
 
 import (
 	"crypto/tls"
+	"sync"
+	"sync/atomic"
 
 	"github.com/coredns/coredns/plugin"
 	"github.com/coredns/coredns/plugin/pkg/proxy"
@@ -10,12 +12,13 @@ import (
 // Tier is one level of the hierarchy: its upstreams only see a query when
 // every tier above could not answer it.
 type Tier struct {
-	name      string
-	index     int // its place in the plugin's tiers, from 0
-	upstreams []*Upstream
-	policy    Policy
-	except    []string // zones this tier must never see
-	opts      proxy.Options
+	name   string
+	index  int                         // its place in the plugin's tiers, from 0
+	list   atomic.Pointer[[]*Upstream] // replaced whole when a host name's addresses change
+	listMu sync.Mutex                  // serializes the writers of list
+	policy Policy
+	except []string // zones this tier must never see
+	opts   proxy.Options
 
 	tlsConfig     *tls.Config // set by the tier's tls option, nil otherwise
 	tlsServerName string      // set by tls_servername
@@ -23,6 +26,23 @@ type Tier struct {
 
 // Name returns the tier's name as written in the Corefile.
 func (t *Tier) Name() string { return t.name }
+
+// upstreams returns the tier's upstreams as they are now.
+func (t *Tier) upstreams() []*Upstream {
+	if l := t.list.Load(); l != nil {
+		return *l
+	}
+	return nil
+}
+
+// add appends u to the tier's upstreams, at setup and startup.
+func (t *Tier) add(u *Upstream) {
+	t.listMu.Lock()
+	defer t.listMu.Unlock()
+	old := t.upstreams()
+	l := append(old[:len(old):len(old)], u) // a new array: readers keep theirs
+	t.list.Store(&l)
+}
 
 // allows reports whether qname may be sent to this tier.
 func (t *Tier) allows(qname string) bool {
@@ -36,7 +56,7 @@ func (t *Tier) allows(qname string) bool {
 
 // available reports whether some upstream of the tier is up.
 func (t *Tier) available() bool {
-	for _, u := range t.upstreams {
+	for _, u := range t.upstreams() {
 		if u.available() {
 			return true
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"runtime"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/coredns/coredns/plugin/pkg/proxy"
@@ -24,6 +25,9 @@ type Upstream struct {
 	proxy    *proxy.Proxy // DoT only
 
 	health health
+
+	host    *hostName   // the host name this is an address of, or nil
+	retired atomic.Bool // the host name no longer resolves to it: probes end
 }
 
 func newUpstream(addr, trans string, t *Tier, hc *healthCheck) *Upstream {

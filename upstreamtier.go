@@ -43,6 +43,9 @@ type UpstreamTier struct {
 	maxConcurrent  int64        // queries in flight at most; 0: no limit
 	concurrent     atomic.Int64
 
+	hostNames []*hostName // upstreams written as host names
+	resolver  resolver    // looks them up
+
 	hc        *healthCheck
 	memory    *failoverMemory // nil with failover_memory off
 	upstreams int             // number of upstreams in all tiers
@@ -175,7 +178,7 @@ func (ut *UpstreamTier) lastUp(q *query) *Upstream {
 		if !t.allows(q.name) {
 			continue
 		}
-		for _, u := range t.upstreams {
+		for _, u := range t.upstreams() {
 			if best == nil || u.health.downSince.Load() > best.health.downSince.Load() {
 				best = u
 			}
