@@ -14,14 +14,16 @@ import (
 // dnsAttempt is one query written to a plain-DNS upstream and not yet
 // answered. The connection is the attempt's alone until done.
 type dnsAttempt struct {
-	pool   *connPool
-	conn   *dns.Conn
-	pooled bool
-	id     uint16
+	pool    *connPool
+	conn    *upConn
+	pooled  bool
+	spoiled bool // something may still touch the connection: never reuse it
+	id      uint16
 }
 
-// send writes the packed query to the upstream under a fresh random ID.
-// wire is modified: its first two bytes get the ID.
+// send writes the packed query to the upstream under a fresh random ID; a
+// dial ends at the deadline or when ctx is done. wire is modified: its
+// first two bytes get the ID.
 func (p *connPool) send(ctx context.Context, wire []byte, udpSize uint16, deadline time.Time) (dnsAttempt, error) {
 	for {
 		c, pooled, err := p.get(ctx, deadline)
@@ -33,7 +35,7 @@ func (p *connPool) send(ctx context.Context, wire []byte, udpSize uint16, deadli
 		binary.BigEndian.PutUint16(wire, id)
 		c.SetWriteDeadline(deadline)
 		if _, err := c.Write(wire); err != nil {
-			c.Close()
+			p.discard(c)
 			if pooled {
 				continue // the upstream closed it while idle: dial afresh
 			}
@@ -43,12 +45,38 @@ func (p *connPool) send(ctx context.Context, wire []byte, udpSize uint16, deadli
 	}
 }
 
-// await reads the answer to the attempt until the deadline. Over UDP a
-// datagram with another ID is skipped: a late answer to an earlier query on
-// this socket, or a spoof; the kernel already dropped datagrams from any
-// address but the upstream's, as the socket is connected.
+// await reads the answer to the attempt until the deadline, or until the
+// pool is closed. Over UDP a datagram with another ID is skipped: a late
+// answer to an earlier query on this socket, or a spoof; the kernel
+// already dropped datagrams from any address but the upstream's, as the
+// socket is connected.
 func (a *dnsAttempt) await(deadline time.Time) (*dns.Msg, error) {
 	a.conn.SetReadDeadline(deadline)
+	return a.read()
+}
+
+// awaitCtx is await that also ends when ctx is done, with ctx's error.
+// The wake-up is a read deadline in the past, set from another goroutine,
+// which is why the connection is not reused after that.
+func (a *dnsAttempt) awaitCtx(ctx context.Context, deadline time.Time) (*dns.Msg, error) {
+	a.conn.SetReadDeadline(deadline)
+	conn := a.conn
+	stop := context.AfterFunc(ctx, func() { conn.SetReadDeadline(aLongTimeAgo) })
+	m, err := a.read()
+	if !stop() {
+		a.spoiled = true
+		if err != nil {
+			err = ctx.Err()
+		}
+	}
+	return m, err
+}
+
+// aLongTimeAgo is a deadline that has passed: it wakes a blocked read.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// read reads until the attempt's answer, an error or the read deadline.
+func (a *dnsAttempt) read() (*dns.Msg, error) {
 	udp := a.pool.proto == "udp"
 	for {
 		p, err := a.conn.ReadMsgHeader(nil)
@@ -82,11 +110,11 @@ func (a *dnsAttempt) await(deadline time.Time) (*dns.Msg, error) {
 // done releases the attempt's connection: back to the pool after a clean
 // exchange; closed otherwise, since an answer may still be on its way.
 func (a *dnsAttempt) done(err error) {
-	if err == nil {
+	if err == nil && !a.spoiled {
 		a.pool.put(a.conn)
 		return
 	}
-	a.conn.Close()
+	a.pool.discard(a.conn)
 }
 
 // stale reports whether err says that a pooled TCP connection had been
@@ -96,14 +124,15 @@ func (a *dnsAttempt) stale(err error) bool {
 		(errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE))
 }
 
-// exchangeDNS sends the query and waits for its answer until the deadline.
+// exchange sends the query and waits for its answer until the deadline or
+// until ctx is done.
 func (p *connPool) exchange(ctx context.Context, wire []byte, udpSize uint16, deadline time.Time) (*dns.Msg, error) {
 	for retried := false; ; retried = true {
 		a, err := p.send(ctx, wire, udpSize, deadline)
 		if err != nil {
 			return nil, err
 		}
-		m, err := a.await(deadline)
+		m, err := a.awaitCtx(ctx, deadline)
 		a.done(err)
 		if err != nil && !retried && a.stale(err) {
 			continue

@@ -1,6 +1,7 @@
 package upstreamtier
 
 import (
+	"context"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,6 +36,33 @@ type healthCheck struct {
 	stopped bool
 	stop    chan struct{}  // closed on shutdown: probes end
 	probes  sync.WaitGroup // running probe goroutines
+
+	// The plugin's lifetime, ended on shutdown: probes wait on the network
+	// only until then, client attempts until shutdownGrace later. closing
+	// is set first, so that what the ending interrupts is not taken for
+	// evidence about an upstream.
+	lifeOnce             sync.Once
+	life, attempts       context.Context
+	endLife, endAttempts context.CancelFunc
+	closing              atomic.Bool
+}
+
+// lifetime returns the context of probes, which shutdown cancels.
+func (hc *healthCheck) lifetime() context.Context {
+	hc.lifeOnce.Do(hc.begin)
+	return hc.life
+}
+
+// attemptLife returns the context of client attempts, which ends
+// shutdownGrace after shutdown.
+func (hc *healthCheck) attemptLife() context.Context {
+	hc.lifeOnce.Do(hc.begin)
+	return hc.attempts
+}
+
+func (hc *healthCheck) begin() {
+	hc.life, hc.endLife = context.WithCancel(context.Background())
+	hc.attempts, hc.endAttempts = context.WithCancel(context.Background())
 }
 
 // goProbe runs probe in a goroutine that shutdown waits for, unless the
@@ -54,14 +82,20 @@ func (hc *healthCheck) goProbe(probe func()) bool {
 	return true
 }
 
-// shutdown ends every probe loop and waits for them.
+// shutdown ends every probe loop and every probe in flight, and waits for
+// them: a probe waiting on an upstream is interrupted, so this never waits
+// on the network. Client attempts are given shutdownGrace.
 func (hc *healthCheck) shutdown() {
+	hc.lifeOnce.Do(hc.begin)
+	hc.closing.Store(true)
 	hc.mu.Lock()
 	if !hc.stopped {
 		hc.stopped = true
 		close(hc.stop)
+		time.AfterFunc(shutdownGrace, hc.endAttempts)
 	}
 	hc.mu.Unlock()
+	hc.endLife()
 	hc.probes.Wait()
 }
 

@@ -1,7 +1,6 @@
 package upstreamtier
 
 import (
-	"context"
 	"math/rand/v2"
 	"time"
 
@@ -32,7 +31,8 @@ const (
 // probe asks the upstream for the health_check domain (type NS) over the
 // protocol client queries would use, and returns the verdict on its answer
 // as judge gives it for an attempt. Anything that comes back, even a
-// failure, proves the upstream alive.
+// failure, proves the upstream alive. Shutdown interrupts it; the failure
+// it then returns is no evidence (see probeFailed).
 func (u *Upstream) probe(kind string) *attemptError {
 	m := new(dns.Msg)
 	m.SetQuestion(u.hc.domain, dns.TypeNS)
@@ -44,10 +44,13 @@ func (u *Upstream) probe(kind string) *attemptError {
 	wire, err := m.Pack()
 	if err == nil {
 		var ret *dns.Msg
-		ret, err = u.exchange(context.Background(), u.proto("udp"), m, wire, dns.MinMsgSize, deadline)
+		ret, err = u.exchange(u.hc.lifetime(), u.proto("udp"), m, wire, dns.MinMsgSize, deadline)
 		cause = judge(u, question{u.hc.domain, dns.TypeNS, dns.ClassINET}, u.hc.failover, ret, err)
 	} else {
 		cause = classify(u, err)
+	}
+	if cause != nil && u.hc.closing.Load() {
+		return cause
 	}
 	if cause == nil || cause.answered() {
 		u.probeAnswered(time.Since(start))
@@ -90,7 +93,11 @@ func (u *Upstream) probeTimeout() time.Duration {
 // asks for a name that must always resolve, so a failover rcode or a
 // mismatched answer marks the upstream down at once; silence or a network
 // error is one piece of evidence, since a single datagram can be lost.
+// A probe that shutdown interrupted says nothing.
 func (u *Upstream) probeFailed(cause *attemptError) {
+	if u.hc.closing.Load() {
+		return
+	}
 	if cause.answered() {
 		u.markDown(cause)
 		return
@@ -161,8 +168,8 @@ func (u *Upstream) standbyLoop() {
 // reason and acts on it; it reports whether the probe was good.
 func (u *Upstream) standbyProbe(when string) bool {
 	cause := u.probe(probeStandby)
-	if cause == nil {
-		return true
+	if cause == nil || u.hc.closing.Load() {
+		return cause == nil
 	}
 	log.Infof("%s probe of upstream %s of tier %s failed: %s", when, u.Addr(), u.tier.name, cause)
 	u.probeFailed(cause)
@@ -245,6 +252,10 @@ func (u *Upstream) checkAlive(t time.Time) *liveness {
 		h.mu.Unlock()
 		if !pending {
 			return // something came back: alive finished the check
+		}
+		if u.hc.closing.Load() { // interrupted by shutdown: no verdict, nothing moves
+			lc.finish(true)
+			return
 		}
 		lc.finish(false)
 		u.probeFailed(cause)

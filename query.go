@@ -2,6 +2,7 @@ package upstreamtier
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"time"
 
@@ -57,10 +58,11 @@ type query struct {
 
 // flight is an attempt in flight, as the query sees it.
 type flight struct {
-	u      *Upstream // nil for a free slot
-	since  time.Time // the attempt's start, or when its upstream was last seen alive
-	check  *liveness // the liveness check asked about it, until its verdict is read
-	silent bool      // its upstream sent nothing back since the attempt started
+	u       *Upstream          // nil for a free slot
+	since   time.Time          // the attempt's start, or when its upstream was last seen alive
+	check   *liveness          // the liveness check asked about it, until its verdict is read
+	silent  bool               // its upstream sent nothing back since the attempt started
+	abandon context.CancelFunc // ends the attempt
 }
 
 // outcome is what an attempt running in a goroutine reports.
@@ -179,7 +181,8 @@ func (q *query) inline(u *Upstream) (m *dns.Msg, err *attemptError, pending bool
 	proto := u.proto(q.clientProto)
 	q.attempts++
 
-	a, serr := u.pool(proto).send(q.ctx, q.wire, q.udpSize, deadline)
+	life := q.ut.hc.attemptLife()
+	a, serr := u.pool(proto).send(life, q.wire, q.udpSize, deadline)
 	if serr != nil {
 		_, err = q.settle(u, nil, serr, start)
 		q.tap(u, proto, nil, start)
@@ -191,12 +194,11 @@ func (q *query) inline(u *Upstream) (m *dns.Msg, err *attemptError, pending bool
 		if q.peek() != nil {
 			slot := q.track(u, start, checkpoint)
 			o, pending := q.outgoing, a
-			q.goRun(func() outcome {
-				ret, rerr := pending.await(deadline)
+			q.goRun(slot, func(ctx context.Context) outcome {
+				ret, rerr := pending.awaitCtx(ctx, deadline)
 				pending.done(rerr)
-				ret, rerr = u.untruncate(o.ctx, proto, ret, rerr, o.wire, o.udpSize, deadline)
-				m, err := o.settle(u, ret, rerr, start)
-				return outcome{m, u, err, proto, start, slot}
+				ret, rerr = u.untruncate(ctx, proto, ret, rerr, o.wire, o.udpSize, deadline)
+				return o.report(ctx, u, ret, rerr, proto, start, slot)
 			})
 			return nil, nil, true
 		}
@@ -204,9 +206,9 @@ func (q *query) inline(u *Upstream) (m *dns.Msg, err *attemptError, pending bool
 	}
 	a.done(rerr)
 	if rerr != nil && a.stale(rerr) {
-		ret, rerr = u.pool(proto).exchange(q.ctx, q.wire, q.udpSize, deadline)
+		ret, rerr = u.pool(proto).exchange(life, q.wire, q.udpSize, deadline)
 	}
-	ret, rerr = u.untruncate(q.ctx, proto, ret, rerr, q.wire, q.udpSize, deadline)
+	ret, rerr = u.untruncate(life, proto, ret, rerr, q.wire, q.udpSize, deadline)
 	m, err = q.settle(u, ret, rerr, start)
 	q.tap(u, proto, m, start)
 	return m, err, false
@@ -220,8 +222,10 @@ func (q *query) tap(u *Upstream, proto string, reply *dns.Msg, start time.Time) 
 }
 
 // race waits for the attempts in flight and starts new ones as plan says,
-// until an answer is valid or the budget is spent.
+// until an answer is valid or the budget is spent. The attempts still in
+// flight then are abandoned.
 func (q *query) race() (*dns.Msg, *Upstream, *attemptError) {
+	defer q.abandon()
 	budget := time.NewTimer(time.Until(q.deadline))
 	defer budget.Stop()
 	var timer *time.Timer
@@ -380,12 +384,31 @@ func (q *query) launch(u *Upstream, hedge bool) {
 	}
 	slot := q.track(u, start, checkpoint)
 	o := q.outgoing
-	q.goRun(func() outcome {
+	q.goRun(slot, func(ctx context.Context) outcome {
 		defer o.ut.hedgeDone(hedge)
-		ret, err := u.exchange(o.ctx, proto, req, wire, o.udpSize, deadline)
-		m, cause := o.settle(u, ret, err, start)
-		return outcome{m, u, cause, proto, start, slot}
+		ret, err := u.exchange(ctx, proto, req, wire, o.udpSize, deadline)
+		return o.report(ctx, u, ret, err, proto, start, slot)
 	})
+}
+
+// report is the outcome of an attempt that ran in its own goroutine. One
+// that was abandoned (its query returned, or the plugin shuts down) before
+// it had an answer says nothing about the upstream: it is not judged.
+func (o *outgoing) report(ctx context.Context, u *Upstream, ret *dns.Msg, err error, proto string, start time.Time, slot int) outcome {
+	if err != nil && ctx.Err() != nil {
+		return outcome{nil, u, &attemptError{upstream: u, reason: reasonNetwork, err: errAbandoned}, proto, start, slot}
+	}
+	m, cause := o.settle(u, ret, err, start)
+	return outcome{m, u, cause, proto, start, slot}
+}
+
+// abandon ends the attempts still in flight: their query has returned.
+func (q *query) abandon() {
+	for i := range q.flights {
+		if f := &q.flights[i]; f.u != nil {
+			f.abandon()
+		}
+	}
 }
 
 // track records a new attempt in a free flight slot, as the newest.
@@ -408,16 +431,25 @@ func silenceDelay(checkpoint time.Duration) time.Duration {
 	return min(minHedgeDelay, checkpoint)
 }
 
-// goRun runs an attempt in its own goroutine, reporting to q.results. The
-// channel has room for every upstream, so a report never blocks, even after
-// the query is answered and nobody reads any more.
-func (q *query) goRun(attempt func() outcome) {
+// goRun runs the attempt in the given flight slot in its own goroutine,
+// reporting to q.results. The attempt's context ends when the query
+// abandons it or shutdownGrace after the plugin shuts down. At most maxRunning attempts are in
+// flight and each report read frees its slot, so a channel of maxRunning
+// never blocks a report, even after the query is answered and nobody reads
+// any more.
+func (q *query) goRun(slot int, attempt func(ctx context.Context) outcome) {
 	if q.results == nil {
-		q.results = make(chan outcome, q.ut.upstreams)
+		q.results = make(chan outcome, maxRunning)
 	}
+	ctx, cancel := context.WithCancel(q.ut.hc.attemptLife())
+	q.flights[slot].abandon = cancel
 	q.running++
 	results := q.results
-	go func() { results <- attempt() }()
+	go func() {
+		o := attempt(ctx)
+		cancel()
+		results <- o
+	}()
 }
 
 // settle judges an attempt and tells metrics, the upstream's health and the
@@ -435,7 +467,7 @@ func (o *outgoing) settle(u *Upstream, m *dns.Msg, err error, start time.Time) (
 			memoryRemembered.WithLabelValues(server, u.tier.name).Inc()
 		}
 	}
-	if o.judged {
+	if o.judged && !o.ut.hc.closing.Load() {
 		u.report(start, rtt, cause)
 	}
 	if cause != nil {
@@ -458,3 +490,6 @@ func earliest(a, b time.Time) time.Time {
 	}
 	return b
 }
+
+// errAbandoned is the error of an attempt that its query no longer waited for.
+var errAbandoned = errors.New("attempt abandoned: its query returned or the plugin shuts down")

@@ -70,12 +70,12 @@ func (u *Upstream) pool(proto string) *connPool {
 }
 
 // exchange sends one query to the upstream and waits for its answer until
-// the deadline: over DoT through pkg/proxy, which sends req; otherwise over
-// the pool for proto, which sends wire. Both are the caller's own: they are
-// modified.
+// the deadline or until ctx is done: over DoT through pkg/proxy, which
+// sends req; otherwise over the pool for proto, which sends wire. Both are
+// the caller's own: they are modified.
 func (u *Upstream) exchange(ctx context.Context, proto string, req *dns.Msg, wire []byte, udpSize uint16, deadline time.Time) (*dns.Msg, error) {
 	if u.transport == transport.TLS {
-		return u.exchangeDoT(req, deadline)
+		return u.exchangeDoT(ctx, req, deadline)
 	}
 	m, err := u.pool(proto).exchange(ctx, wire, udpSize, deadline)
 	return u.untruncate(ctx, proto, m, err, wire, udpSize, deadline)
@@ -99,7 +99,9 @@ func (u *Upstream) start(readTimeout time.Duration) {
 	}
 }
 
-// stop closes the connection pools. The proxy's finalizer is removed before
+// stop closes the connection pools, ending the reads still waiting on the
+// upstream; DoT attempts in flight were let go when the plugin's lifetime
+// ended (see exchangeDoT). The proxy's finalizer is removed before
 // its transport is stopped now, rather than whenever the garbage collector
 // gets to it, because it would stop it a second time, and that panics.
 func (u *Upstream) stop() {

@@ -1,0 +1,263 @@
+package upstreamtier
+
+import (
+	"fmt"
+	"net"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/upstreamtier/upstreamtier/internal/faultdns"
+
+	"github.com/miekg/dns"
+)
+
+// hangGuard bounds how long a test waits for something that must not
+// wait on the network: a hang detector far below the timeouts configured,
+// not a performance assertion.
+const hangGuard = 20 * time.Second
+
+// blackhole is a UDP socket on 127.0.0.1 that reads every query and never
+// answers, closed when the test ends.
+func blackhole(t testing.TB) string {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	go func() {
+		buf := make([]byte, dns.MaxMsgSize)
+		for {
+			if _, _, err := pc.ReadFrom(buf); err != nil {
+				return
+			}
+		}
+	}()
+	return pc.LocalAddr().String()
+}
+
+// shutdownWithin runs OnShutdown and fails the test if it has not
+// returned within hangGuard.
+func shutdownWithin(t *testing.T, ut *UpstreamTier) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		ut.OnShutdown()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(hangGuard):
+		t.Fatalf("OnShutdown still running after %s with a blackholed upstream", hangGuard)
+	}
+}
+
+// Shutdown ends the startup probes, a liveness probe and client queries
+// waiting on a blackholed upstream, whatever attempt_timeout says: with
+// an hour configured, it returns long before.
+func TestShutdownBlackholed(t *testing.T) {
+	for _, proto := range []string{"udp", "tcp"} {
+		t.Run(proto, func(t *testing.T) {
+			bh := blackhole(t)
+			stanza := "upstreamtier {\n tier site " + bh + " {\n prefer_udp\n }\n timeout 1h\n attempt_timeout 1h\n}"
+			if proto == "tcp" {
+				// A listener that never accepts: the handshake completes in
+				// the kernel's backlog, and nothing is ever read or answered.
+				l, err := net.Listen("tcp", "127.0.0.1:0")
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { l.Close() })
+				stanza = "upstreamtier {\n tier site " + l.Addr().String() + " {\n force_tcp\n }\n timeout 1h\n attempt_timeout 1h\n}"
+			}
+			ut := newPlugin(t, stanza)
+			ut.startProbing()
+
+			// Client queries that will wait on the upstream.
+			var served sync.WaitGroup
+			for range 3 {
+				served.Add(1)
+				go func() {
+					defer served.Done()
+					serveRcode(t, ut, newClientQuery("www.example.org", dns.TypeA))
+				}()
+			}
+			waitProbing(t, ut, ut.tiers[0].upstreams[0].addr)
+
+			shutdownWithin(t, ut)
+			waitGroupWithin(t, &served, "client queries")
+		})
+	}
+}
+
+// Shutdown does not wait for DoT probes or queries either: pkg/proxy
+// ignores its context once it reads, but the plugin does not wait for it.
+func TestShutdownBlackholedDoT(t *testing.T) {
+	// A server that takes the connection and never says a word: the TLS
+	// handshake waits for ever.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	accepted := make(chan net.Conn, 16)
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			t.Cleanup(func() { c.Close() })
+			accepted <- c
+		}
+	}()
+	ut := newPlugin(t, "upstreamtier {\n tier site tls://"+l.Addr().String()+"%"+dotServerName+"\n timeout 1h\n attempt_timeout 1h\n}")
+	ut.startProbing()
+	var served sync.WaitGroup
+	served.Add(1)
+	go func() {
+		defer served.Done()
+		serveRcode(t, ut, newClientQuery("www.example.org", dns.TypeA))
+	}()
+	for range 2 { // the startup probe and the query
+		select {
+		case <-accepted:
+		case <-time.After(hangGuard):
+			t.Fatal("no connection from the plugin")
+		}
+	}
+	shutdownWithin(t, ut)
+	waitGroupWithin(t, &served, "client query")
+}
+
+// A reload is a shutdown of the old instance, then a start of the new
+// one: the old one lets go of its probes and queries waiting on a
+// blackholed upstream at once, and the new one serves.
+func TestReloadBlackholed(t *testing.T) {
+	up := startUpstreams(t, 1)
+	bh := blackhole(t)
+	old := newPluginAddrs(t, "upstreamtier {\n tier site %s\n timeout 1h\n attempt_timeout 1h\n}", bh)
+	old.startProbing()
+	var served sync.WaitGroup
+	served.Add(1)
+	go func() {
+		defer served.Done()
+		serveRcode(t, old, newClientQuery("www.example.org", dns.TypeA))
+	}()
+	waitProbing(t, old, bh)
+	shutdownWithin(t, old)
+
+	fresh := newPluginAddrs(t, "upstreamtier {\n tier site %s\n tier isp %s\n timeout 1h\n attempt_timeout 1h\n}", up[0].Addr(), bh)
+	fresh.startProbing()
+	q := newClientQuery("www.example.org", dns.TypeA)
+	done := make(chan *dns.Msg, 1)
+	go func() {
+		m, _ := serve(t, fresh, q, false)
+		done <- m
+	}()
+	select {
+	case m := <-done:
+		expectFrom(t, q, m, up[0])
+	case <-time.After(hangGuard):
+		t.Fatal("the new instance did not answer")
+	}
+	waitGroupWithin(t, &served, "the old instance's client query")
+	shutdownWithin(t, fresh)
+}
+
+// Goroutines of attempts that lost to another answer do not outlive their
+// query: after many queries that a blackholed tier 1 cannot answer and a
+// healthy tier 2 does, with a large attempt_timeout, the goroutine count
+// falls back to about where it started. The abandoned attempts are no
+// evidence: only probes take the silent upstream down.
+func TestAbandonedAttemptsEnd(t *testing.T) {
+	up := startUpstreams(t, 2)
+	ut := newPlugin(t, "upstreamtier {\n tier site %s\n tier isp %s\n timeout 30s\n attempt_timeout 30s\n fall 100\n health_check 1h\n}", up...)
+	// The RTTs are learnt while tier 1 answers; then it goes silent.
+	for range 20 {
+		serveRcode(t, ut, newClientQuery("warm.example.org", dns.TypeA))
+	}
+	base := runtime.NumGoroutine()
+	up[0].SetMode(faultdns.Blackhole)
+
+	const clients, each = 50, 20
+	var served sync.WaitGroup
+	for c := range clients {
+		served.Add(1)
+		go func() {
+			defer served.Done()
+			for i := range each {
+				q := newClientQuery(nameFor(c, i), dns.TypeA)
+				if m, _ := serve(t, ut, q, false); m == nil || m.Rcode != dns.RcodeSuccess {
+					t.Errorf("query %d of client %d: no answer: %v", i, c, m)
+					return
+				}
+			}
+		}()
+	}
+	waitGroupWithin(t, &served, "client queries")
+
+	// Probes may still be in flight; a few goroutines either way is noise.
+	waitFor(t, "goroutines back to the baseline", func() bool { return runtime.NumGoroutine() <= base+10 })
+	for _, u := range ut.tiers[0].upstreams {
+		if !u.available() {
+			t.Logf("tier 1 was marked down (by a probe)")
+		}
+	}
+}
+
+func nameFor(c, i int) string { return fmt.Sprintf("c%d-q%d.example.org", c, i) }
+
+// newPluginAddrs is newPlugin with addresses instead of servers.
+func newPluginAddrs(t *testing.T, stanza string, addrs ...string) *UpstreamTier {
+	t.Helper()
+	args := make([]any, len(addrs))
+	for i, a := range addrs {
+		args[i] = a
+	}
+	return newPlugin(t, fmt.Sprintf(stanza, args...))
+}
+
+// waitProbing waits until the upstream at addr has a probe or an attempt
+// on the wire, so that a shutdown finds it in flight.
+func waitProbing(t *testing.T, ut *UpstreamTier, addr string) {
+	t.Helper()
+	waitFor(t, "an exchange in flight with "+addr, func() bool {
+		for _, tr := range ut.tiers {
+			for _, u := range tr.upstreams {
+				if u.addr == addr && u.udp.inUse()+u.tcp.inUse() > 0 {
+					return true
+				}
+			}
+		}
+		return false
+	})
+}
+
+// waitFor polls cond until it holds, failing the test after hangGuard.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	guard := time.Now().Add(hangGuard)
+	for !cond() {
+		if time.Now().After(guard) {
+			t.Fatalf("waited %s for %s", hangGuard, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func waitGroupWithin(t *testing.T, wg *sync.WaitGroup, what string) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(hangGuard):
+		t.Fatalf("%s still running after %s", what, hangGuard)
+	}
+}
