@@ -56,12 +56,12 @@ func shutdownWithin(t *testing.T, ut *UpstreamTier) {
 
 // Shutdown ends the startup probes, a liveness probe and client queries
 // waiting on a blackholed upstream, whatever attempt_timeout says: with
-// an hour configured, it returns long before.
+// the largest the plugin accepts (30s) configured, it returns long before.
 func TestShutdownBlackholed(t *testing.T) {
 	for _, proto := range []string{"udp", "tcp"} {
 		t.Run(proto, func(t *testing.T) {
 			bh := blackhole(t)
-			stanza := "upstreamtier {\n tier site " + bh + " {\n prefer_udp\n }\n timeout 1h\n attempt_timeout 1h\n}"
+			stanza := "upstreamtier {\n tier site " + bh + " {\n prefer_udp\n }\n timeout 30s\n attempt_timeout 30s\n}"
 			if proto == "tcp" {
 				// A listener that never accepts: the handshake completes in
 				// the kernel's backlog, and nothing is ever read or answered.
@@ -70,7 +70,7 @@ func TestShutdownBlackholed(t *testing.T) {
 					t.Fatal(err)
 				}
 				t.Cleanup(func() { l.Close() })
-				stanza = "upstreamtier {\n tier site " + l.Addr().String() + " {\n force_tcp\n }\n timeout 1h\n attempt_timeout 1h\n}"
+				stanza = "upstreamtier {\n tier site " + l.Addr().String() + " {\n force_tcp\n }\n timeout 30s\n attempt_timeout 30s\n}"
 			}
 			ut := newPlugin(t, stanza)
 			ut.startProbing()
@@ -84,7 +84,7 @@ func TestShutdownBlackholed(t *testing.T) {
 					serveRcode(t, ut, newClientQuery("www.example.org", dns.TypeA))
 				}()
 			}
-			waitProbing(t, ut, ut.tiers[0].upstreams[0].addr)
+			waitProbing(t, ut, ut.tiers[0].upstreams()[0].addr)
 
 			shutdownWithin(t, ut)
 			waitGroupWithin(t, &served, "client queries")
@@ -113,7 +113,7 @@ func TestShutdownBlackholedDoT(t *testing.T) {
 			accepted <- c
 		}
 	}()
-	ut := newPlugin(t, "upstreamtier {\n tier site tls://"+l.Addr().String()+"%"+dotServerName+"\n timeout 1h\n attempt_timeout 1h\n}")
+	ut := newPlugin(t, "upstreamtier {\n tier site tls://"+l.Addr().String()+"%"+dotServerName+"\n timeout 30s\n attempt_timeout 30s\n}")
 	ut.startProbing()
 	var served sync.WaitGroup
 	served.Add(1)
@@ -138,7 +138,7 @@ func TestShutdownBlackholedDoT(t *testing.T) {
 func TestReloadBlackholed(t *testing.T) {
 	up := startUpstreams(t, 1)
 	bh := blackhole(t)
-	old := newPluginAddrs(t, "upstreamtier {\n tier site %s\n timeout 1h\n attempt_timeout 1h\n}", bh)
+	old := newPluginAddrs(t, "upstreamtier {\n tier site %s\n timeout 30s\n attempt_timeout 30s\n}", bh)
 	old.startProbing()
 	var served sync.WaitGroup
 	served.Add(1)
@@ -149,7 +149,7 @@ func TestReloadBlackholed(t *testing.T) {
 	waitProbing(t, old, bh)
 	shutdownWithin(t, old)
 
-	fresh := newPluginAddrs(t, "upstreamtier {\n tier site %s\n tier isp %s\n timeout 1h\n attempt_timeout 1h\n}", up[0].Addr(), bh)
+	fresh := newPluginAddrs(t, "upstreamtier {\n tier site %s\n tier isp %s\n timeout 30s\n attempt_timeout 30s\n}", up[0].Addr(), bh)
 	fresh.startProbing()
 	q := newClientQuery("www.example.org", dns.TypeA)
 	done := make(chan *dns.Msg, 1)
@@ -174,7 +174,7 @@ func TestReloadBlackholed(t *testing.T) {
 // evidence: only probes take the silent upstream down.
 func TestAbandonedAttemptsEnd(t *testing.T) {
 	up := startUpstreams(t, 2)
-	ut := newPlugin(t, "upstreamtier {\n tier site %s\n tier isp %s\n timeout 30s\n attempt_timeout 30s\n fall 100\n health_check 1h\n}", up...)
+	ut := newPlugin(t, "upstreamtier {\n tier site %s\n tier isp %s\n timeout 30s\n attempt_timeout 30s\n fall 100\n health_check 1m\n}", up...)
 	// The RTTs are learnt while tier 1 answers; then it goes silent.
 	for range 20 {
 		serveRcode(t, ut, newClientQuery("warm.example.org", dns.TypeA))
@@ -201,7 +201,7 @@ func TestAbandonedAttemptsEnd(t *testing.T) {
 
 	// Probes may still be in flight; a few goroutines either way is noise.
 	waitFor(t, "goroutines back to the baseline", func() bool { return runtime.NumGoroutine() <= base+10 })
-	for _, u := range ut.tiers[0].upstreams {
+	for _, u := range ut.tiers[0].upstreams() {
 		if !u.available() {
 			t.Logf("tier 1 was marked down (by a probe)")
 		}
@@ -226,7 +226,7 @@ func waitProbing(t *testing.T, ut *UpstreamTier, addr string) {
 	t.Helper()
 	waitFor(t, "an exchange in flight with "+addr, func() bool {
 		for _, tr := range ut.tiers {
-			for _, u := range tr.upstreams {
+			for _, u := range tr.upstreams() {
 				if u.addr == addr && u.udp.inUse()+u.tcp.inUse() > 0 {
 					return true
 				}
