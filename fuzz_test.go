@@ -178,7 +178,7 @@ func checkParsedStanza(t *testing.T, ut *UpstreamTier) {
 	if hc.limit != ut.attemptTimeout || len(hc.failover) != len(ut.failover) || hc.failover[dns.RcodeSuccess] {
 		t.Fatalf("health check limit %s, failover %v: want the plugin's %s, %v", hc.limit, hc.failover, ut.attemptTimeout, ut.failover)
 	}
-	if hc.interval <= 0 || hc.fall < 1 || hc.fall > 100 || hc.rise < 1 || hc.rise > 100 {
+	if hc.interval <= 0 || hc.fall < 0 || hc.fall > 100 || hc.rise < 1 || hc.rise > 100 {
 		t.Fatalf("health check interval %s, fall %d, rise %d", hc.interval, hc.fall, hc.rise)
 	}
 	if _, ok := dns.IsDomainName(hc.domain); !ok || !dns.IsFqdn(hc.domain) {

@@ -21,7 +21,7 @@ type healthCheck struct {
 	standby  time.Duration // probe interval of an upstream that gets no traffic; 0: off
 	domain   string        // name probes ask for (type NS)
 	noRec    bool          // probes without the RD bit
-	fall     int           // pieces of evidence in a row that mark an upstream down
+	fall     int           // pieces of evidence in a row that mark an upstream down; 0: never
 	rise     int           // good probes in a row that bring it back
 	limit    time.Duration // attempt_timeout: the probes' timeout cap too
 	failover map[int]bool  // rcodes that fail a probe as they fail an attempt
@@ -227,6 +227,9 @@ func (u *Upstream) evidence(cause *attemptError) {
 // fails everything goes down after fall answers and one probe, and one
 // that fails a single domain never does.
 func (u *Upstream) suspectAnswer(cause *attemptError) {
+	if u.hc.fall == 0 {
+		return // never marked down, so never probed for it
+	}
 	h := &u.health
 	h.mu.Lock()
 	h.suspect++
@@ -255,8 +258,12 @@ func (u *Upstream) suspectAnswer(cause *attemptError) {
 	}
 }
 
-// markDown takes the upstream out of its tier and starts probing it.
+// markDown takes the upstream out of its tier and starts probing it;
+// never with fall 0.
 func (u *Upstream) markDown(cause *attemptError) {
+	if u.hc.fall == 0 {
+		return
+	}
 	h := &u.health
 	h.mu.Lock()
 	if h.down.Load() {

@@ -60,3 +60,28 @@ func TestNextWithoutNextPlugin(t *testing.T) {
 		t.Fatalf("want the upstream's NXDOMAIN, got %v, %v", m, err)
 	}
 }
+
+// fall 0, as forward's max_fails 0: an upstream that fails every query is
+// never marked down, so every query still tries it first.
+func TestFallZeroNeverMarksDown(t *testing.T) {
+	up := startUpstreams(t, 2)
+	if err := up[0].SetMode(faultdns.ServFail); err != nil {
+		t.Fatal(err)
+	}
+	ut := newPlugin(t, "upstreamtier {\n tier site %s\n tier isp %s\n fall 0\n failover_memory off\n}", up...)
+	const queries = 10
+	for range queries {
+		q := newClientQuery("www.example.org", dns.TypeA)
+		m, err := serve(t, ut, q, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		expectFrom(t, q, m, up[1])
+	}
+	if !ut.tiers[0].upstreams()[0].available() {
+		t.Error("the failing upstream was marked down with fall 0")
+	}
+	if n := up[0].Queries(); n != queries {
+		t.Errorf("the failing upstream got %d queries, want %d: every query, and no probe", n, queries)
+	}
+}

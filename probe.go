@@ -146,6 +146,9 @@ func (u *Upstream) probeLoop(flaps int) {
 // one is left to its probe loop.
 func (u *Upstream) standbyLoop() {
 	ok := u.standbyProbe("startup")
+	if u.hc.fall == 0 {
+		return // never marked down: the startup probe only tells readiness
+	}
 	for {
 		delay := jitter(u.hc.standby)
 		switch {

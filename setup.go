@@ -394,18 +394,19 @@ func (p *parser) standbyProbe() (err error) {
 	return err
 }
 
+// fall 0 means never mark down, as forward's max_fails 0.
 func (p *parser) fall() (err error) {
-	p.ut.hc.fall, err = p.count(100)
+	p.ut.hc.fall, err = p.count(0, 100)
 	return err
 }
 
 func (p *parser) rise() (err error) {
-	p.ut.hc.rise, err = p.count(100)
+	p.ut.hc.rise, err = p.count(1, 100)
 	return err
 }
 
 func (p *parser) maxConcurrent() error {
-	n, err := p.count(1 << 30)
+	n, err := p.count(1, 1<<30)
 	p.ut.maxConcurrent = int64(n)
 	return err
 }
@@ -688,15 +689,15 @@ func (p *parser) durationArg(prop, arg string, b bounds) (time.Duration, error) 
 	return d, nil
 }
 
-// count reads the property's one argument: a number between 1 and most.
-func (p *parser) count(most int) (int, error) {
+// count reads the property's one argument: a number between least and most.
+func (p *parser) count(least, most int) (int, error) {
 	prop, args := p.c.Val(), p.c.RemainingArgs()
 	if len(args) != 1 {
 		return 0, p.c.Errf("%s needs one number N", prop)
 	}
 	n, err := strconv.Atoi(args[0])
-	if err != nil || n < 1 || n > most {
-		return 0, p.c.Errf("%s: %q is not a number between 1 and %d", prop, args[0], most)
+	if err != nil || n < least || n > most {
+		return 0, p.c.Errf("%s: %q is not a number between %d and %d", prop, args[0], least, most)
 	}
 	return n, nil
 }

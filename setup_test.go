@@ -257,6 +257,9 @@ func TestSetupInvalid(t *testing.T) {
 		{"host name with a bad port", "upstreamtier {\n tier a dns.example:0\n}", 2, `port "0" is not a number between 1 and 65535`},
 		{"host name in a resolv.conf", "upstreamtier {\n tier a @NAMES@\n}", 2, `nameserver "ns.example" is not an IP address; host names are not supported as upstreams`},
 
+		{"fall negative", "upstreamtier {\n tier a 1.1.1.1\n fall -1\n}", 3, `fall: "-1" is not a number between 0 and 100`},
+		{"rise 0", "upstreamtier {\n tier a 1.1.1.1\n rise 0\n}", 3, `rise: "0" is not a number between 1 and 100`},
+
 		// next and next_on_nodata.
 		{"next without rcodes", "upstreamtier {\n tier a 1.1.1.1\n next\n}", 3, "next needs at least one RCODE, e.g. NXDOMAIN"},
 		{"next NOERROR", "upstreamtier {\n tier a 1.1.1.1\n next NOERROR\n}", 3, "next: NOERROR is an answer"},
