@@ -119,6 +119,8 @@ type health struct {
 	// answered is when the upstream last sent anything back, in Unix ns:
 	// an answer of any rcode to any query or probe proves it is alive.
 	answered atomic.Int64
+	// silenced is when the last silence counted as evidence ended, in Unix ns.
+	silenced atomic.Int64
 	probeRTT atomic.Int64 // smoothed RTT of probes in ns: a cached name's, 0 until the first
 
 	mu sync.Mutex
@@ -152,7 +154,8 @@ func (u *Upstream) answeredSince(t time.Time) bool {
 // evidence against the upstream, since one broken name or one client's
 // query causes it; only when such answers pile up is the upstream probed.
 // A timeout is evidence only if the upstream sent nothing back since the
-// attempt started: one that keeps answering is busy, or dropped this one.
+// attempt started (see evidence): one that keeps answering is busy, or
+// dropped this one.
 func (u *Upstream) report(start time.Time, rtt time.Duration, cause *attemptError) {
 	switch {
 	case cause == nil:
@@ -160,9 +163,8 @@ func (u *Upstream) report(start time.Time, rtt time.Duration, cause *attemptErro
 	case cause.answered():
 		u.alive()
 		u.suspectAnswer(cause)
-	case cause.reason == reasonTimeout && u.answeredSince(start):
 	default:
-		u.evidence(cause)
+		u.evidence(start, start.Add(rtt), cause)
 	}
 }
 
@@ -208,11 +210,23 @@ func (h *health) heard() *liveness {
 	return lc
 }
 
-// evidence records one sign that the upstream itself is down; the fall-th
-// in a row marks it down.
-func (u *Upstream) evidence(cause *attemptError) {
+// evidence records one sign that the upstream itself is down, from an
+// attempt or probe sent at start that failed at end; the fall-th in a row
+// marks it down. A timeout is no evidence when the upstream sent something
+// back since start (it is alive: this one was dropped), or when it started
+// before the end of a silence already counted: that is the same silence (an
+// attempt and the liveness probe sent about it), and one silence is one
+// piece of evidence.
+func (u *Upstream) evidence(start, end time.Time, cause *attemptError) {
 	h := &u.health
 	h.mu.Lock()
+	if cause.reason == reasonTimeout {
+		if h.answered.Load() > start.UnixNano() || h.silenced.Load() > start.UnixNano() {
+			h.mu.Unlock()
+			return
+		}
+		h.silenced.Store(max(h.silenced.Load(), end.UnixNano()))
+	}
 	h.fails++
 	enough := h.fails >= u.hc.fall
 	h.mu.Unlock()
@@ -240,7 +254,9 @@ func (u *Upstream) suspectAnswer(cause *attemptError) {
 	h.probing, h.probed = true, time.Now()
 	h.mu.Unlock()
 	started := u.hc.goProbe(func() {
+		start := time.Now()
 		cause := u.probe(probeSuspect)
+		end := time.Now()
 		h.mu.Lock()
 		h.probing = false
 		if cause == nil {
@@ -248,7 +264,7 @@ func (u *Upstream) suspectAnswer(cause *attemptError) {
 		}
 		h.mu.Unlock()
 		if cause != nil {
-			u.probeFailed(cause)
+			u.probeFailed(start, end, cause)
 		}
 	})
 	if !started {

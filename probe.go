@@ -93,8 +93,9 @@ func (u *Upstream) probeTimeout() time.Duration {
 // asks for a name that must always resolve, so a failover rcode or a
 // mismatched answer marks the upstream down at once; silence or a network
 // error is one piece of evidence, since a single datagram can be lost.
-// A probe that shutdown interrupted says nothing.
-func (u *Upstream) probeFailed(cause *attemptError) {
+// A probe that shutdown interrupted says nothing. It was sent at start and
+// failed at end.
+func (u *Upstream) probeFailed(start, end time.Time, cause *attemptError) {
 	if u.hc.closing.Load() {
 		return
 	}
@@ -102,7 +103,7 @@ func (u *Upstream) probeFailed(cause *attemptError) {
 		u.markDown(cause)
 		return
 	}
-	u.evidence(cause)
+	u.evidence(start, end, cause)
 }
 
 // probeLoop probes a down upstream until rise probes in a row succeed:
@@ -170,12 +171,14 @@ func (u *Upstream) standbyLoop() {
 // standbyProbe probes an upstream that is up, logs a failure with its
 // reason and acts on it; it reports whether the probe was good.
 func (u *Upstream) standbyProbe(when string) bool {
+	start := time.Now()
 	cause := u.probe(probeStandby)
+	end := time.Now()
 	if cause == nil || u.hc.closing.Load() {
 		return cause == nil
 	}
 	log.Infof("%s probe of upstream %s of tier %s failed: %s", when, u.Addr(), u.tier.name, cause)
-	u.probeFailed(cause)
+	u.probeFailed(start, end, cause)
 	return false
 }
 
@@ -246,7 +249,9 @@ func (u *Upstream) checkAlive(t time.Time) *liveness {
 	h.mu.Unlock()
 
 	started := u.hc.goProbe(func() {
+		start := time.Now()
 		cause := u.probe(probeLiveness)
+		end := time.Now()
 		h.mu.Lock()
 		pending := h.liveness == lc
 		if pending {
@@ -261,7 +266,7 @@ func (u *Upstream) checkAlive(t time.Time) *liveness {
 			return
 		}
 		lc.finish(false)
-		u.probeFailed(cause)
+		u.probeFailed(start, end, cause)
 	})
 	if !started { // shutting down: no verdict, nothing moves
 		h.mu.Lock()
