@@ -34,8 +34,10 @@ type query struct {
 	w   dns.ResponseWriter
 
 	tier    int         // next tier to take candidates from
-	list    []*Upstream // the current tier's upstreams, in policy order
-	pos     int         // next candidate in list
+	list    []*Upstream // the current tier's upstreams
+	pos     int         // candidates of list taken so far
+	first   int         // list's first candidate, in policy order
+	step    int         // from one candidate to the next in list
 	peeked  *Upstream   // the next candidate, looked at and not yet launched
 	allowed bool        // some tier may see this name
 	barred  bool        // an available tier may not see this name
@@ -97,7 +99,7 @@ func newQuery(ctx context.Context, ut *UpstreamTier, state request.Request) quer
 func (q *query) next() *Upstream {
 	for {
 		for q.pos < len(q.list) {
-			u := q.list[q.pos]
+			u := q.list[(q.first+q.pos*q.step)%len(q.list)]
 			q.pos++
 			if u.available() {
 				return u
@@ -121,7 +123,8 @@ func (q *query) next() *Upstream {
 			memorySkips.WithLabelValues(metrics.WithServer(q.ctx), t.name).Inc()
 			continue
 		}
-		q.list, q.pos = t.policy.List(t.upstreams), 0
+		q.list, q.pos = t.upstreams, 0
+		q.first, q.step = t.policy.Start(len(t.upstreams))
 	}
 }
 
