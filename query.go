@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/coredns/coredns/plugin/metrics"
+	"github.com/coredns/coredns/plugin/pkg/edns"
 	"github.com/coredns/coredns/plugin/pkg/transport"
 	"github.com/coredns/coredns/request"
 
@@ -86,7 +87,12 @@ func newQuery(ctx context.Context, ut *UpstreamTier, state request.Request) quer
 	q.clientProto = state.Proto()
 	q.question = question{state.Name(), state.QType(), state.QClass()}
 	q.judged = judgedType(q.qtype)
-	q.udpSize = uint16(max(state.Size(), dns.MinMsgSize)) // #nosec G115 -- Size is at most 65535
+	// state.Size would ask the writer for the transport a second time.
+	size := uint16(0)
+	if o := state.Req.IsEdns0(); o != nil {
+		size = o.UDPSize()
+	}
+	q.udpSize = max(edns.Size(q.clientProto, size), dns.MinMsgSize)
 	q.deadline = time.Now().Add(ut.timeout)
 	q.memo = ut.memory.failed(q.name, q.qtype)
 	return q
