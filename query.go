@@ -3,7 +3,6 @@ package upstreamtier
 import (
 	"context"
 	"errors"
-	"slices"
 	"time"
 
 	"github.com/coredns/coredns/plugin/metrics"
@@ -20,9 +19,8 @@ import (
 type outgoing struct {
 	ut          *UpstreamTier
 	ctx         context.Context
-	wire        []byte // the client's query packed; an attempt patches its ID in
+	packet      // the client's query packed; an attempt patches its ID in
 	clientProto string
-	udpSize     uint16
 	question
 	judged   bool      // its answers may move health: not a type clients choose to hurt (see qtype.go)
 	deadline time.Time // end of the query budget
@@ -92,7 +90,7 @@ func newQuery(ctx context.Context, ut *UpstreamTier, state request.Request) quer
 	if o := state.Req.IsEdns0(); o != nil {
 		size = o.UDPSize()
 	}
-	q.udpSize = max(edns.Size(q.clientProto, size), dns.MinMsgSize)
+	q.size = max(edns.Size(q.clientProto, size), dns.MinMsgSize)
 	q.deadline = time.Now().Add(ut.timeout)
 	q.memo = ut.memory.failed(q.name, q.qtype)
 	return q
@@ -191,7 +189,7 @@ func (q *query) inline(u *Upstream) (m *dns.Msg, err *attemptError, pending bool
 	q.attempts++
 
 	life := q.ut.hc.attemptLife()
-	a, serr := u.pool(proto).send(life, q.wire, q.udpSize, deadline)
+	a, serr := u.pool(proto).send(life, q.packet, deadline)
 	if serr != nil {
 		_, err = q.settle(u, nil, serr, start)
 		q.tap(u, proto, nil, start)
@@ -206,7 +204,7 @@ func (q *query) inline(u *Upstream) (m *dns.Msg, err *attemptError, pending bool
 			q.goRun(slot, func(ctx context.Context) outcome {
 				ret, rerr := pending.awaitCtx(ctx, deadline)
 				pending.done(rerr)
-				ret, rerr = u.untruncate(ctx, proto, ret, rerr, o.wire, o.udpSize, deadline)
+				ret, rerr = u.untruncate(ctx, proto, ret, rerr, o.packet, deadline)
 				return o.report(ctx, u, ret, rerr, proto, start, slot)
 			})
 			return nil, nil, true
@@ -215,9 +213,9 @@ func (q *query) inline(u *Upstream) (m *dns.Msg, err *attemptError, pending bool
 	}
 	a.done(rerr)
 	if rerr != nil && a.stale(rerr) {
-		ret, rerr = u.pool(proto).exchange(life, q.wire, q.udpSize, deadline)
+		ret, rerr = u.pool(proto).exchange(life, q.packet, deadline)
 	}
-	ret, rerr = u.untruncate(life, proto, ret, rerr, q.wire, q.udpSize, deadline)
+	ret, rerr = u.untruncate(life, proto, ret, rerr, q.packet, deadline)
 	m, err = q.settle(u, ret, rerr, start)
 	q.tap(u, proto, m, start)
 	return m, err, false
@@ -385,17 +383,17 @@ func (q *query) launch(u *Upstream, hedge bool) {
 	// Each attempt gets its own copy of what it sends: the DoT proxy
 	// rewrites the request's ID, the pool writes its ID into the wire.
 	var req *dns.Msg
-	var wire []byte
+	var pkt packet
 	if u.transport == transport.TLS {
 		req = q.req.Copy()
 	} else {
-		wire = slices.Clone(q.wire)
+		pkt = q.packet.clone()
 	}
 	slot := q.track(u, start, checkpoint)
 	o := q.outgoing
 	q.goRun(slot, func(ctx context.Context) outcome {
 		defer o.ut.hedgeDone(hedge)
-		ret, err := u.exchange(ctx, proto, req, wire, o.udpSize, deadline)
+		ret, err := u.exchange(ctx, proto, req, pkt, deadline)
 		return o.report(ctx, u, ret, err, proto, start, slot)
 	})
 }

@@ -102,7 +102,7 @@ func (ut *UpstreamTier) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *d
 	if err != nil {
 		return dns.RcodeFormatError, plugin.Error(pluginName, err)
 	}
-	q.wire = wire
+	q.packet = newPacket(wire, q.size, r.Question[0])
 
 	ret, u, aerr := q.resolve(u)
 	if aerr != nil {
