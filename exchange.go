@@ -2,6 +2,7 @@ package upstreamtier
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"io"
@@ -33,7 +34,7 @@ func (p *connPool) send(ctx context.Context, pkt packet, deadline time.Time) (dn
 			return dnsAttempt{}, err
 		}
 		c.UDPSize = pkt.size
-		id := dns.Id()
+		id := queryID()
 		binary.BigEndian.PutUint16(wire, id)
 		c.SetWriteDeadline(deadline)
 		if _, err := c.Write(wire); err != nil {
@@ -45,6 +46,14 @@ func (p *connPool) send(ctx context.Context, pkt packet, deadline time.Time) (dn
 		}
 		return dnsAttempt{pool: p, conn: c, pooled: pooled, id: id, pkt: pkt}, nil
 	}
+}
+
+// queryID returns a random query ID from the system's CSPRNG, as dns.Id
+// does, without its allocation.
+func queryID() uint16 {
+	var b [2]byte
+	rand.Read(b[:])
+	return binary.BigEndian.Uint16(b[:])
 }
 
 // await reads the answer to the attempt until the deadline, or until the
