@@ -39,19 +39,33 @@ const (
 // class, TTL and an empty rdata.
 const minRR = 11
 
+// answerBlock is an answer of a few records in one allocation: the
+// message, its question and its records.
+type answerBlock struct {
+	msg      dns.Msg
+	question [1]dns.Question
+	rrs      [blockRRs]dns.RR
+}
+
+// blockRRs is the number of records an answerBlock holds: an answer with
+// more gets a slice of its own.
+const blockRRs = 4
+
 // unpackAnswer unpacks p, an answer to pkt.
 func unpackAnswer(p []byte, pkt *packet) (*dns.Msg, error) {
-	m := new(dns.Msg)
-	if unpackMatching(m, p, pkt) {
+	b := new(answerBlock)
+	m := &b.msg
+	if unpackMatching(b, p, pkt) {
 		return m, nil
 	}
 	*m = dns.Msg{}
 	return m, m.Unpack(p)
 }
 
-// unpackMatching unpacks p into m if it is a response whose question is
+// unpackMatching unpacks p into b if it is a response whose question is
 // pkt's, and reports whether it did.
-func unpackMatching(m *dns.Msg, p []byte, pkt *packet) bool {
+func unpackMatching(b *answerBlock, p []byte, pkt *packet) bool {
+	m := &b.msg
 	qend := pkt.qend
 	if qend == 0 || len(p) < qend {
 		return false
@@ -79,12 +93,18 @@ func unpackMatching(m *dns.Msg, p []byte, pkt *packet) bool {
 	m.AuthenticatedData = bits&bitAD != 0
 	m.CheckingDisabled = bits&bitCD != 0
 	m.Rcode = int(bits & 0xF)
-	m.Question = []dns.Question{pkt.ask}
+	b.question[0] = pkt.ask
+	m.Question = b.question[:1:1]
 	if total == 0 {
 		return true
 	}
 
-	rrs := make([]dns.RR, total)
+	var rrs []dns.RR
+	if total <= blockRRs {
+		rrs = b.rrs[:total]
+	} else {
+		rrs = make([]dns.RR, total)
+	}
 	off := qend
 	for i := range rrs {
 		var ok bool
