@@ -2,6 +2,7 @@ package upstreamtier
 
 import (
 	"encoding/binary"
+	"net"
 	"sync"
 
 	"github.com/miekg/dns"
@@ -122,18 +123,25 @@ func unpackMatching(b *answerBlock, p []byte, pkt *packet) bool {
 }
 
 // unpackRR unpacks the record at off; a record named by a pointer to the
-// question gets qname as its name.
+// question gets qname as its name. Records of type A and AAAA, and an OPT
+// without options, are built here in one allocation each; the rest by
+// dns.UnpackRRWithHeader.
 func unpackRR(p []byte, off int, qname string) (dns.RR, int, bool) {
-	if off+2 > len(p) || p[off] != 0xC0 || p[off+1] != 12 {
+	var name string
+	switch {
+	case off+2 <= len(p) && p[off] == 0xC0 && p[off+1] == 12:
+		name, off = qname, off+2
+	case off < len(p) && p[off] == 0:
+		name, off = ".", off+1
+	default:
 		rr, off, err := dns.UnpackRR(p, off)
 		return rr, off, err == nil
 	}
-	off += 2
 	if off+10 > len(p) {
 		return nil, 0, false
 	}
 	h := dns.RR_Header{
-		Name:     qname,
+		Name:     name,
 		Rrtype:   binary.BigEndian.Uint16(p[off:]),
 		Class:    binary.BigEndian.Uint16(p[off+2:]),
 		Ttl:      binary.BigEndian.Uint32(p[off+4:]),
@@ -144,8 +152,35 @@ func unpackRR(p []byte, off int, qname string) (dns.RR, int, bool) {
 	if end > len(p) {
 		return nil, 0, false
 	}
+	switch {
+	case h.Rrtype == dns.TypeA && h.Rdlength == net.IPv4len:
+		r := &aRecord{}
+		r.rr.Hdr = h
+		copy(r.ip[:], p[off:end])
+		r.rr.A = r.ip[:]
+		return &r.rr, end, true
+	case h.Rrtype == dns.TypeAAAA && h.Rdlength == net.IPv6len:
+		r := &aaaaRecord{}
+		r.rr.Hdr = h
+		copy(r.ip[:], p[off:end])
+		r.rr.AAAA = r.ip[:]
+		return &r.rr, end, true
+	case h.Rrtype == dns.TypeOPT && h.Rdlength == 0:
+		return &dns.OPT{Hdr: h}, end, true
+	}
 	rr, off, err := dns.UnpackRRWithHeader(h, p[:end], off)
 	return rr, off, err == nil
+}
+
+// aRecord and aaaaRecord are an address record with room for its address.
+type aRecord struct {
+	rr dns.A
+	ip [net.IPv4len]byte
+}
+
+type aaaaRecord struct {
+	rr dns.AAAA
+	ip [net.IPv6len]byte
 }
 
 // section returns rrs[lo:hi], nil when empty, with no room to grow into

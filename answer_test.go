@@ -1,6 +1,7 @@
 package upstreamtier
 
 import (
+	"fmt"
 	"net"
 	"strings"
 	"testing"
@@ -35,7 +36,22 @@ func TestUnpackAnswerAsUnpack(t *testing.T) {
 			m.Rcode = dns.RcodeNameError
 			m.Ns = []dns.RR{rr("example.org. 60 IN SOA ns. host. 1 2 3 4 5")}
 		},
-		"no records":     func(m *dns.Msg) {},
+		"no records": func(m *dns.Msg) {},
+		"AAAA": func(m *dns.Msg) {
+			m.Compress = true
+			m.Answer = []dns.RR{rr("www.example.org. 60 IN AAAA 2001:db8::1")}
+		},
+		"many records": func(m *dns.Msg) {
+			m.Compress = true
+			for i := range 6 {
+				m.Answer = append(m.Answer, rr(fmt.Sprintf("www.example.org. 60 IN A 192.0.2.%d", i)))
+			}
+			m.Ns = []dns.RR{rr("example.org. 60 IN NS ns.example.org.")}
+		},
+		"OPT with EDE": func(m *dns.Msg) {
+			m.SetEdns0(1232, false)
+			m.IsEdns0().Option = append(m.IsEdns0().Option, &dns.EDNS0_EDE{InfoCode: dns.ExtendedErrorCodeStaleAnswer, ExtraText: "stale"})
+		},
 		"EDNS, BADVERS":  func(m *dns.Msg) { m.SetEdns0(1232, true); m.Rcode = dns.RcodeBadVers },
 		"other case":     func(m *dns.Msg) { m.Question[0].Name = "www.EXAMPLE.org." },
 		"other name":     func(m *dns.Msg) { m.Question[0].Name = "mail.example.org." },
