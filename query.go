@@ -483,6 +483,14 @@ func (o *outgoing) settle(u *Upstream, m *dns.Msg, err error, start time.Time) (
 	return m, nil
 }
 
+// release gives back the buffer the query was packed into, unless an
+// attempt that runs in its own goroutine may still read it.
+func (q *query) release(buf *[]byte) {
+	if q.results == nil {
+		bufPool.Put(buf)
+	}
+}
+
 // budgetSpent is the failure to report when the query budget ran out.
 func (q *query) budgetSpent() *attemptError {
 	if q.last != nil {

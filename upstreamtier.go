@@ -98,13 +98,16 @@ func (ut *UpstreamTier) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *d
 		return ut.fail(ctx, w, &q, dns.ExtendedErrorCodeNoReachableAuthority, "all_down", errAllDown)
 	}
 
-	wire, err := r.Pack()
+	buf := bufPool.Get().(*[]byte)
+	wire, err := r.PackBuffer(*buf)
 	if err != nil {
+		bufPool.Put(buf)
 		return dns.RcodeFormatError, plugin.Error(pluginName, err)
 	}
 	q.packet = newPacket(wire, q.size, r.Question[0])
 
 	ret, u, aerr := q.resolve(u)
+	q.release(buf)
 	if aerr != nil {
 		return ut.fail(ctx, w, &q, dns.ExtendedErrorCodeNoReachableAuthority, "all_failed", aerr)
 	}
