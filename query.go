@@ -467,7 +467,7 @@ func (o *outgoing) settle(u *Upstream, m *dns.Msg, err error, start time.Time) (
 	rtt := time.Since(start)
 	server := metrics.WithServer(o.ctx)
 	if cause == nil {
-		attemptDuration.WithLabelValues(server, u.tier.name, u.Addr()).Observe(rtt.Seconds())
+		u.series(server).duration.Observe(rtt.Seconds())
 	} else {
 		attemptFailures.WithLabelValues(server, u.tier.name, u.Addr(), cause.label()).Inc()
 		if cause.reason == reasonRcode && o.ut.memory.remember(o.name, o.qtype, u.tier.index) {

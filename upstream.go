@@ -3,6 +3,7 @@ package upstreamtier
 import (
 	"context"
 	"runtime"
+	"sync/atomic"
 	"time"
 
 	"github.com/coredns/coredns/plugin/pkg/proxy"
@@ -22,7 +23,8 @@ type Upstream struct {
 	udp, tcp *connPool
 	proxy    *proxy.Proxy // DoT only
 
-	health health
+	health  health
+	metrics atomic.Pointer[upstreamSeries] // hot-path metric children, for the last server label seen
 }
 
 func newUpstream(addr, trans string, t *Tier, hc *healthCheck) *Upstream {

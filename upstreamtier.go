@@ -112,7 +112,7 @@ func (ut *UpstreamTier) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *d
 		return ut.fail(ctx, w, &q, dns.ExtendedErrorCodeNoReachableAuthority, "all_failed", aerr)
 	}
 	ut.setMetadata(ctx, &q, u)
-	requestsCount.WithLabelValues(metrics.WithServer(ctx), u.tier.name, u.Addr(), rcodeName(ret.Rcode)).Inc()
+	u.series(metrics.WithServer(ctx)).answered(u, ret.Rcode)
 	ret.Id = r.Id
 	w.WriteMsg(ret)
 	return dns.RcodeSuccess, nil
