@@ -153,9 +153,12 @@ func (a *dnsAttempt) readPacket(udp bool, buf []byte) ([]byte, error) {
 }
 
 // done releases the attempt's connection: back to the pool after a clean
-// exchange; closed otherwise, since an answer may still be on its way.
+// exchange, or after a UDP timeout (a late answer that still comes has
+// this attempt's ID, which the next attempt on the socket skips as it
+// does any other); closed otherwise: a TCP stream may still carry the
+// answer, and a connection woken from another goroutine may be woken again.
 func (a *dnsAttempt) done(err error) {
-	if err == nil && !a.spoiled {
+	if (err == nil || a.pool.proto == "udp" && isTimeout(err)) && !a.spoiled {
 		a.pool.put(a.conn)
 		return
 	}
