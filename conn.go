@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/miekg/dns"
@@ -30,6 +31,8 @@ type connPool struct {
 	idle   []*upConn // most recently used last
 	busy   []*upConn // in use by an attempt, in no order
 	closed bool
+
+	dials atomic.Int64 // connections dialled, for benchmarks
 }
 
 // upConn is a connection of a pool.
@@ -40,7 +43,8 @@ type upConn struct {
 }
 
 const (
-	// maxIdle bounds the idle connections kept per upstream and protocol.
+	// maxIdle bounds the idle connections kept per upstream and protocol
+	// while fewer are in use.
 	maxIdle = 64
 	// idleExpire is how long an idle connection is kept: below the usual
 	// TCP idle timeouts of resolvers, so we rarely write to a closed one.
@@ -74,6 +78,7 @@ func (p *connPool) get(ctx context.Context, deadline time.Time) (conn *upConn, p
 		return nil, false, errPoolClosed
 	}
 
+	p.dials.Add(1)
 	d := net.Dialer{Deadline: deadline}
 	nc, err := d.DialContext(ctx, p.proto, p.addr)
 	if err != nil {
@@ -113,10 +118,12 @@ func (p *connPool) release(c *upConn) bool {
 	return true
 }
 
-// put gives a connection back after a clean exchange.
+// put gives a connection back after a clean exchange. The pool keeps as
+// many idle connections as are in use, at least maxIdle, so that a steady
+// concurrency is served without dials.
 func (p *connPool) put(c *upConn) {
 	p.mu.Lock()
-	if !p.release(c) || p.closed || len(p.idle) >= maxIdle {
+	if !p.release(c) || p.closed || len(p.idle) >= max(maxIdle, len(p.busy)) {
 		p.mu.Unlock()
 		c.Close()
 		return

@@ -2,6 +2,7 @@ package upstreamtier
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"io"
@@ -19,19 +20,21 @@ type dnsAttempt struct {
 	pooled  bool
 	spoiled bool // something may still touch the connection: never reuse it
 	id      uint16
+	pkt     packet
 }
 
 // send writes the packed query to the upstream under a fresh random ID; a
-// dial ends at the deadline or when ctx is done. wire is modified: its
-// first two bytes get the ID.
-func (p *connPool) send(ctx context.Context, wire []byte, udpSize uint16, deadline time.Time) (dnsAttempt, error) {
+// dial ends at the deadline or when ctx is done. pkt's wire is modified:
+// its first two bytes get the ID.
+func (p *connPool) send(ctx context.Context, pkt packet, deadline time.Time) (dnsAttempt, error) {
+	wire := pkt.wire
 	for {
 		c, pooled, err := p.get(ctx, deadline)
 		if err != nil {
 			return dnsAttempt{}, err
 		}
-		c.UDPSize = udpSize
-		id := dns.Id()
+		c.UDPSize = pkt.size
+		id := queryID()
 		binary.BigEndian.PutUint16(wire, id)
 		c.SetWriteDeadline(deadline)
 		if _, err := c.Write(wire); err != nil {
@@ -41,8 +44,16 @@ func (p *connPool) send(ctx context.Context, wire []byte, udpSize uint16, deadli
 			}
 			return dnsAttempt{}, err
 		}
-		return dnsAttempt{pool: p, conn: c, pooled: pooled, id: id}, nil
+		return dnsAttempt{pool: p, conn: c, pooled: pooled, id: id, pkt: pkt}, nil
 	}
+}
+
+// queryID returns a random query ID from the system's CSPRNG, as dns.Id
+// does, without its allocation.
+func queryID() uint16 {
+	var b [2]byte
+	rand.Read(b[:])
+	return binary.BigEndian.Uint16(b[:])
 }
 
 // await reads the answer to the attempt until the deadline, or until the
@@ -78,8 +89,10 @@ var aLongTimeAgo = time.Unix(1, 0)
 // read reads until the attempt's answer, an error or the read deadline.
 func (a *dnsAttempt) read() (*dns.Msg, error) {
 	udp := a.pool.proto == "udp"
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
 	for {
-		p, err := a.conn.ReadMsgHeader(nil)
+		p, err := a.readPacket(udp, *bp)
 		if err != nil {
 			if udp && errors.Is(err, dns.ErrShortRead) {
 				continue
@@ -92,8 +105,8 @@ func (a *dnsAttempt) read() (*dns.Msg, error) {
 			}
 			return nil, errWrongID
 		}
-		m := new(dns.Msg)
-		if err := m.Unpack(p); err != nil {
+		m, err := unpackAnswer(p, &a.pkt)
+		if err != nil {
 			if udp && len(p) >= max(int(a.conn.UDPSize), dns.MinMsgSize) {
 				// The answer was cut to the client's buffer size: hand the
 				// client a truncated answer so it retries over TCP, as
@@ -107,10 +120,45 @@ func (a *dnsAttempt) read() (*dns.Msg, error) {
 	}
 }
 
+// readPacket reads one message into buf, or into a buffer of its own if
+// it may not fit: a datagram up to the client's buffer size, a TCP message
+// up to the size its length says.
+func (a *dnsAttempt) readPacket(udp bool, buf []byte) ([]byte, error) {
+	nc := a.conn.Conn.Conn
+	var n int
+	var err error
+	if udp {
+		size := max(int(a.conn.UDPSize), dns.MinMsgSize)
+		if size > len(buf) {
+			buf = make([]byte, size)
+		}
+		n, err = nc.Read(buf[:size])
+	} else {
+		if _, err := io.ReadFull(nc, buf[:2]); err != nil {
+			return nil, err
+		}
+		size := int(binary.BigEndian.Uint16(buf))
+		if size > len(buf) {
+			buf = make([]byte, size)
+		}
+		n, err = io.ReadFull(nc, buf[:size])
+	}
+	if err != nil {
+		return nil, err
+	}
+	if n < 12 {
+		return nil, dns.ErrShortRead
+	}
+	return buf[:n], nil
+}
+
 // done releases the attempt's connection: back to the pool after a clean
-// exchange; closed otherwise, since an answer may still be on its way.
+// exchange, or after a UDP timeout (a late answer that still comes has
+// this attempt's ID, which the next attempt on the socket skips as it
+// does any other); closed otherwise: a TCP stream may still carry the
+// answer, and a connection woken from another goroutine may be woken again.
 func (a *dnsAttempt) done(err error) {
-	if err == nil && !a.spoiled {
+	if (err == nil || a.pool.proto == "udp" && isTimeout(err)) && !a.spoiled {
 		a.pool.put(a.conn)
 		return
 	}
@@ -126,9 +174,9 @@ func (a *dnsAttempt) stale(err error) bool {
 
 // exchange sends the query and waits for its answer until the deadline or
 // until ctx is done.
-func (p *connPool) exchange(ctx context.Context, wire []byte, udpSize uint16, deadline time.Time) (*dns.Msg, error) {
+func (p *connPool) exchange(ctx context.Context, pkt packet, deadline time.Time) (*dns.Msg, error) {
 	for retried := false; ; retried = true {
-		a, err := p.send(ctx, wire, udpSize, deadline)
+		a, err := p.send(ctx, pkt, deadline)
 		if err != nil {
 			return nil, err
 		}

@@ -1,6 +1,8 @@
 package upstreamtier
 
 import (
+	"sync/atomic"
+
 	"github.com/coredns/coredns/plugin"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -129,3 +131,39 @@ var (
 		Help:      "Queries the plugin answered itself because of their type (AXFR, IXFR, TKEY: NOTIMP; 0, OPT, TSIG: FORMERR), by type.",
 	}, []string{"server", "qtype"})
 )
+
+// upstreamSeries are an upstream's metric children of the hot path for
+// one server label, looked up once rather than by hashing label values for
+// every query. A child is made on first use, as WithLabelValues would;
+// these vectors' children are never deleted, or the cache would hold
+// detached ones.
+type upstreamSeries struct {
+	server   string
+	duration prometheus.Observer
+	requests [16]atomic.Pointer[prometheus.Counter] // by rcode; others are looked up each time
+}
+
+// series returns u's children for the server label.
+func (u *Upstream) series(server string) *upstreamSeries {
+	if s := u.metrics.Load(); s != nil && s.server == server {
+		return s
+	}
+	s := &upstreamSeries{server: server, duration: attemptDuration.WithLabelValues(server, u.tier.name, u.Addr())}
+	u.metrics.Store(s)
+	return s
+}
+
+// answered counts a query answered by u with rcode.
+func (s *upstreamSeries) answered(u *Upstream, rcode int) {
+	if rcode < 0 || rcode >= len(s.requests) {
+		requestsCount.WithLabelValues(s.server, u.tier.name, u.Addr(), rcodeName(rcode)).Inc()
+		return
+	}
+	c := s.requests[rcode].Load()
+	if c == nil {
+		counter := requestsCount.WithLabelValues(s.server, u.tier.name, u.Addr(), rcodeName(rcode))
+		c = &counter
+		s.requests[rcode].Store(c)
+	}
+	(*c).Inc()
+}

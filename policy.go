@@ -1,15 +1,18 @@
 package upstreamtier
 
 import (
+	"math/rand/v2"
 	"sync/atomic"
-	"time"
-
-	"github.com/coredns/coredns/plugin/pkg/rand"
 )
 
-// Policy orders the upstreams of one tier for a query.
+// Policy orders the upstreams of one tier for a query. A query walks the
+// tier from the first upstream by the step, modulo the tier's size, so an
+// order costs no allocation and no work that grows with the tier.
 type Policy interface {
-	List([]*Upstream) []*Upstream
+	// Start returns, for a tier of n upstreams, the index of the first to
+	// try and the step to the next ones; the step is coprime with n, so the
+	// walk visits every upstream once.
+	Start(n int) (first, step int)
 	String() string
 }
 
@@ -26,41 +29,37 @@ func newPolicy(name string) Policy {
 	return nil
 }
 
-// random spreads queries evenly; the default, as in forward.
+// random spreads queries evenly; the default, as in forward. The first
+// upstream is drawn uniformly; so is the step among those coprime with the
+// tier's size, which spreads the queries a failing upstream passes on over
+// the others (all of them when the size is prime; every order of up to
+// three upstreams is drawn).
 type random struct{}
 
 func (r *random) String() string { return "random" }
 
-func (r *random) List(us []*Upstream) []*Upstream {
-	switch len(us) {
-	case 1:
-		return us
-	case 2:
-		if rn.Int()%2 == 0 {
-			return []*Upstream{us[1], us[0]}
+func (r *random) Start(n int) (first, step int) {
+	if n <= 1 {
+		return 0, 1
+	}
+	first = rand.IntN(n)
+	for {
+		step = 1 + rand.IntN(n-1)
+		if gcd(step, n) == 1 {
+			return first, step
 		}
-		return us
 	}
-	perm := rn.Perm(len(us))
-	out := make([]*Upstream, len(us))
-	for i, j := range perm {
-		out[i] = us[j]
-	}
-	return out
 }
 
 // roundRobin starts each query one upstream further along the list.
 type roundRobin struct {
-	robin uint32
+	robin atomic.Uint32
 }
 
 func (r *roundRobin) String() string { return "round_robin" }
 
-func (r *roundRobin) List(us []*Upstream) []*Upstream {
-	i := atomic.AddUint32(&r.robin, 1) % uint32(len(us)) // #nosec G115 -- a tier has few upstreams
-	out := make([]*Upstream, 0, len(us))
-	out = append(out, us[i:]...)
-	return append(out, us[:i]...)
+func (r *roundRobin) Start(n int) (first, step int) {
+	return int(r.robin.Add(1) % uint32(n)), 1 // #nosec G115 -- a tier has few upstreams
 }
 
 // sequential always tries the upstreams in the order written.
@@ -68,6 +67,11 @@ type sequential struct{}
 
 func (r *sequential) String() string { return "sequential" }
 
-func (r *sequential) List(us []*Upstream) []*Upstream { return us }
+func (r *sequential) Start(int) (first, step int) { return 0, 1 }
 
-var rn = rand.New(time.Now().UnixNano())
+func gcd(a, b int) int {
+	for b != 0 {
+		a, b = b, a%b
+	}
+	return a
+}

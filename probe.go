@@ -44,7 +44,7 @@ func (u *Upstream) probe(kind string) *attemptError {
 	wire, err := m.Pack()
 	if err == nil {
 		var ret *dns.Msg
-		ret, err = u.exchange(u.hc.lifetime(), u.proto("udp"), m, wire, dns.MinMsgSize, deadline)
+		ret, err = u.exchange(u.hc.lifetime(), u.proto("udp"), m, newPacket(wire, dns.MinMsgSize, m.Question[0]), deadline)
 		cause = judge(u, question{u.hc.domain, dns.TypeNS, dns.ClassINET}, u.hc.failover, ret, err)
 	} else {
 		cause = classify(u, err)

@@ -3,10 +3,10 @@ package upstreamtier
 import (
 	"context"
 	"errors"
-	"slices"
 	"time"
 
 	"github.com/coredns/coredns/plugin/metrics"
+	"github.com/coredns/coredns/plugin/pkg/edns"
 	"github.com/coredns/coredns/plugin/pkg/transport"
 	"github.com/coredns/coredns/request"
 
@@ -19,9 +19,8 @@ import (
 type outgoing struct {
 	ut          *UpstreamTier
 	ctx         context.Context
-	wire        []byte // the client's query packed; an attempt patches its ID in
+	packet      // the client's query packed; an attempt patches its ID in
 	clientProto string
-	udpSize     uint16
 	question
 	judged   bool      // its answers may move health: not a type clients choose to hurt (see qtype.go)
 	deadline time.Time // end of the query budget
@@ -34,8 +33,10 @@ type query struct {
 	w   dns.ResponseWriter
 
 	tier    int         // next tier to take candidates from
-	list    []*Upstream // the current tier's upstreams, in policy order
-	pos     int         // next candidate in list
+	list    []*Upstream // the current tier's upstreams
+	pos     int         // candidates of list taken so far
+	first   int         // list's first candidate, in policy order
+	step    int         // from one candidate to the next in list
 	peeked  *Upstream   // the next candidate, looked at and not yet launched
 	allowed bool        // some tier may see this name
 	barred  bool        // an available tier may not see this name
@@ -84,7 +85,12 @@ func newQuery(ctx context.Context, ut *UpstreamTier, state request.Request) quer
 	q.clientProto = state.Proto()
 	q.question = question{state.Name(), state.QType(), state.QClass()}
 	q.judged = judgedType(q.qtype)
-	q.udpSize = uint16(max(state.Size(), dns.MinMsgSize)) // #nosec G115 -- Size is at most 65535
+	// state.Size would ask the writer for the transport a second time.
+	size := uint16(0)
+	if o := state.Req.IsEdns0(); o != nil {
+		size = o.UDPSize()
+	}
+	q.size = max(edns.Size(q.clientProto, size), dns.MinMsgSize)
 	q.deadline = time.Now().Add(ut.timeout)
 	q.memo = ut.memory.failed(q.name, q.qtype)
 	return q
@@ -97,7 +103,7 @@ func newQuery(ctx context.Context, ut *UpstreamTier, state request.Request) quer
 func (q *query) next() *Upstream {
 	for {
 		for q.pos < len(q.list) {
-			u := q.list[q.pos]
+			u := q.list[(q.first+q.pos*q.step)%len(q.list)]
 			q.pos++
 			if u.available() {
 				return u
@@ -121,7 +127,9 @@ func (q *query) next() *Upstream {
 			memorySkips.WithLabelValues(metrics.WithServer(q.ctx), t.name).Inc()
 			continue
 		}
-		q.list, q.pos = t.policy.List(t.upstreams()), 0
+		ups := t.upstreams()
+		q.list, q.pos = ups, 0
+		q.first, q.step = t.policy.Start(len(ups))
 	}
 }
 
@@ -182,7 +190,7 @@ func (q *query) inline(u *Upstream) (m *dns.Msg, err *attemptError, pending bool
 	q.attempts++
 
 	life := q.ut.hc.attemptLife()
-	a, serr := u.pool(proto).send(life, q.wire, q.udpSize, deadline)
+	a, serr := u.pool(proto).send(life, q.packet, deadline)
 	if serr != nil {
 		_, err = q.settle(u, nil, serr, start)
 		q.tap(u, proto, nil, start)
@@ -197,7 +205,7 @@ func (q *query) inline(u *Upstream) (m *dns.Msg, err *attemptError, pending bool
 			q.goRun(slot, func(ctx context.Context) outcome {
 				ret, rerr := pending.awaitCtx(ctx, deadline)
 				pending.done(rerr)
-				ret, rerr = u.untruncate(ctx, proto, ret, rerr, o.wire, o.udpSize, deadline)
+				ret, rerr = u.untruncate(ctx, proto, ret, rerr, o.packet, deadline)
 				return o.report(ctx, u, ret, rerr, proto, start, slot)
 			})
 			return nil, nil, true
@@ -206,9 +214,9 @@ func (q *query) inline(u *Upstream) (m *dns.Msg, err *attemptError, pending bool
 	}
 	a.done(rerr)
 	if rerr != nil && a.stale(rerr) {
-		ret, rerr = u.pool(proto).exchange(life, q.wire, q.udpSize, deadline)
+		ret, rerr = u.pool(proto).exchange(life, q.packet, deadline)
 	}
-	ret, rerr = u.untruncate(life, proto, ret, rerr, q.wire, q.udpSize, deadline)
+	ret, rerr = u.untruncate(life, proto, ret, rerr, q.packet, deadline)
 	m, err = q.settle(u, ret, rerr, start)
 	q.tap(u, proto, m, start)
 	return m, err, false
@@ -376,17 +384,17 @@ func (q *query) launch(u *Upstream, hedge bool) {
 	// Each attempt gets its own copy of what it sends: the DoT proxy
 	// rewrites the request's ID, the pool writes its ID into the wire.
 	var req *dns.Msg
-	var wire []byte
+	var pkt packet
 	if u.transport == transport.TLS {
 		req = q.req.Copy()
 	} else {
-		wire = slices.Clone(q.wire)
+		pkt = q.packet.clone()
 	}
 	slot := q.track(u, start, checkpoint)
 	o := q.outgoing
 	q.goRun(slot, func(ctx context.Context) outcome {
 		defer o.ut.hedgeDone(hedge)
-		ret, err := u.exchange(ctx, proto, req, wire, o.udpSize, deadline)
+		ret, err := u.exchange(ctx, proto, req, pkt, deadline)
 		return o.report(ctx, u, ret, err, proto, start, slot)
 	})
 }
@@ -460,7 +468,7 @@ func (o *outgoing) settle(u *Upstream, m *dns.Msg, err error, start time.Time) (
 	rtt := time.Since(start)
 	server := metrics.WithServer(o.ctx)
 	if cause == nil {
-		attemptDuration.WithLabelValues(server, u.tier.name, u.Addr()).Observe(rtt.Seconds())
+		u.series(server).duration.Observe(rtt.Seconds())
 	} else {
 		attemptFailures.WithLabelValues(server, u.tier.name, u.Addr(), cause.label()).Inc()
 		if cause.reason == reasonRcode && o.ut.memory.remember(o.name, o.qtype, u.tier.index) {
@@ -474,6 +482,14 @@ func (o *outgoing) settle(u *Upstream, m *dns.Msg, err error, start time.Time) (
 		return nil, cause
 	}
 	return m, nil
+}
+
+// release gives back the buffer the query was packed into, unless an
+// attempt that runs in its own goroutine may still read it.
+func (q *query) release(buf *[]byte) {
+	if q.results == nil {
+		bufPool.Put(buf)
+	}
 }
 
 // budgetSpent is the failure to report when the query budget ran out.

@@ -62,7 +62,7 @@ func TestAnswerFromOtherAddressIgnored(t *testing.T) {
 	q := newClientQuery("www.example.org", dns.TypeA)
 	wire, _ := q.Pack()
 	deadline := time.Now().Add(time.Minute)
-	a, err := pool.send(context.Background(), wire, 1232, deadline)
+	a, err := pool.send(context.Background(), newPacket(wire, 1232, q.Question[0]), deadline)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -42,15 +42,22 @@ func blackhole(t testing.TB) string {
 // returned within hangGuard.
 func shutdownWithin(t *testing.T, ut *UpstreamTier) {
 	t.Helper()
+	within(t, "OnShutdown with a blackholed upstream", func() { ut.OnShutdown() })
+}
+
+// within runs f and fails the test if it has not returned within
+// hangGuard.
+func within(t *testing.T, what string, f func()) {
+	t.Helper()
 	done := make(chan struct{})
 	go func() {
-		ut.OnShutdown()
+		f()
 		close(done)
 	}()
 	select {
 	case <-done:
 	case <-time.After(hangGuard):
-		t.Fatalf("OnShutdown still running after %s with a blackholed upstream", hangGuard)
+		t.Fatalf("%s still running after %s", what, hangGuard)
 	}
 }
 
@@ -75,19 +82,11 @@ func TestShutdownBlackholed(t *testing.T) {
 			ut := newPlugin(t, stanza)
 			ut.startProbing()
 
-			// Client queries that will wait on the upstream.
-			var served sync.WaitGroup
-			for range 3 {
-				served.Add(1)
-				go func() {
-					defer served.Done()
-					serveRcode(t, ut, newClientQuery("www.example.org", dns.TypeA))
-				}()
-			}
+			served := serveBackground(t, ut, 3) // they wait on the upstream
 			waitProbing(t, ut, ut.tiers[0].upstreams()[0].addr)
 
 			shutdownWithin(t, ut)
-			waitGroupWithin(t, &served, "client queries")
+			waitGroupWithin(t, served, "client queries")
 		})
 	}
 }
@@ -115,12 +114,7 @@ func TestShutdownBlackholedDoT(t *testing.T) {
 	}()
 	ut := newPlugin(t, "upstreamtier {\n tier site tls://"+l.Addr().String()+"%"+dotServerName+"\n timeout 30s\n attempt_timeout 30s\n}")
 	ut.startProbing()
-	var served sync.WaitGroup
-	served.Add(1)
-	go func() {
-		defer served.Done()
-		serveRcode(t, ut, newClientQuery("www.example.org", dns.TypeA))
-	}()
+	served := serveBackground(t, ut, 1)
 	for range 2 { // the startup probe and the query
 		select {
 		case <-accepted:
@@ -129,7 +123,7 @@ func TestShutdownBlackholedDoT(t *testing.T) {
 		}
 	}
 	shutdownWithin(t, ut)
-	waitGroupWithin(t, &served, "client query")
+	waitGroupWithin(t, served, "client query")
 }
 
 // A reload is a shutdown of the old instance, then a start of the new
@@ -140,30 +134,17 @@ func TestReloadBlackholed(t *testing.T) {
 	bh := blackhole(t)
 	old := newPluginAddrs(t, "upstreamtier {\n tier site %s\n timeout 30s\n attempt_timeout 30s\n}", bh)
 	old.startProbing()
-	var served sync.WaitGroup
-	served.Add(1)
-	go func() {
-		defer served.Done()
-		serveRcode(t, old, newClientQuery("www.example.org", dns.TypeA))
-	}()
+	served := serveBackground(t, old, 1)
 	waitProbing(t, old, bh)
 	shutdownWithin(t, old)
 
 	fresh := newPluginAddrs(t, "upstreamtier {\n tier site %s\n tier isp %s\n timeout 30s\n attempt_timeout 30s\n}", up[0].Addr(), bh)
 	fresh.startProbing()
 	q := newClientQuery("www.example.org", dns.TypeA)
-	done := make(chan *dns.Msg, 1)
-	go func() {
-		m, _ := serve(t, fresh, q, false)
-		done <- m
-	}()
-	select {
-	case m := <-done:
-		expectFrom(t, q, m, up[0])
-	case <-time.After(hangGuard):
-		t.Fatal("the new instance did not answer")
-	}
-	waitGroupWithin(t, &served, "the old instance's client query")
+	var m *dns.Msg
+	within(t, "the new instance's query", func() { m, _ = serve(t, fresh, q, false) })
+	expectFrom(t, q, m, up[0])
+	waitGroupWithin(t, served, "the old instance's client query")
 	shutdownWithin(t, fresh)
 }
 
@@ -198,9 +179,11 @@ func TestAbandonedAttemptsEnd(t *testing.T) {
 		}()
 	}
 	waitGroupWithin(t, &served, "client queries")
+	after := runtime.NumGoroutine()
 
 	// Probes may still be in flight; a few goroutines either way is noise.
 	waitFor(t, "goroutines back to the baseline", func() bool { return runtime.NumGoroutine() <= base+10 })
+	t.Logf("goroutines: %d before the queries, %d as the last was answered, %d now", base, after, runtime.NumGoroutine())
 	for _, u := range ut.tiers[0].upstreams() {
 		if !u.available() {
 			t.Logf("tier 1 was marked down (by a probe)")
@@ -248,16 +231,21 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// serveBackground sends n client queries to ut, each in a goroutine of
+// its own; the group is done when all are answered.
+func serveBackground(t *testing.T, ut *UpstreamTier, n int) *sync.WaitGroup {
+	var served sync.WaitGroup
+	for range n {
+		served.Add(1)
+		go func() {
+			defer served.Done()
+			serveRcode(t, ut, newClientQuery("www.example.org", dns.TypeA))
+		}()
+	}
+	return &served
+}
+
 func waitGroupWithin(t *testing.T, wg *sync.WaitGroup, what string) {
 	t.Helper()
-	done := make(chan struct{})
-	go func() {
-		wg.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-time.After(hangGuard):
-		t.Fatalf("%s still running after %s", what, hangGuard)
-	}
+	within(t, what, wg.Wait)
 }

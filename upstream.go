@@ -3,7 +3,6 @@ package upstreamtier
 import (
 	"context"
 	"runtime"
-	"slices"
 	"sync/atomic"
 	"time"
 
@@ -24,7 +23,8 @@ type Upstream struct {
 	udp, tcp *connPool
 	proxy    *proxy.Proxy // DoT only
 
-	health health
+	health  health
+	metrics atomic.Pointer[upstreamSeries] // hot-path metric children, for the last server label seen
 
 	host    *hostName   // the host name this is an address of, or nil
 	retired atomic.Bool // the host name no longer resolves to it: probes end
@@ -71,24 +71,24 @@ func (u *Upstream) pool(proto string) *connPool {
 
 // exchange sends one query to the upstream and waits for its answer until
 // the deadline or until ctx is done: over DoT through pkg/proxy, which
-// sends req; otherwise over the pool for proto, which sends wire. Both are
+// sends req; otherwise over the pool for proto, which sends pkt. Both are
 // the caller's own: they are modified.
-func (u *Upstream) exchange(ctx context.Context, proto string, req *dns.Msg, wire []byte, udpSize uint16, deadline time.Time) (*dns.Msg, error) {
+func (u *Upstream) exchange(ctx context.Context, proto string, req *dns.Msg, pkt packet, deadline time.Time) (*dns.Msg, error) {
 	if u.transport == transport.TLS {
 		return u.exchangeDoT(ctx, req, deadline)
 	}
-	m, err := u.pool(proto).exchange(ctx, wire, udpSize, deadline)
-	return u.untruncate(ctx, proto, m, err, wire, udpSize, deadline)
+	m, err := u.pool(proto).exchange(ctx, pkt, deadline)
+	return u.untruncate(ctx, proto, m, err, pkt, deadline)
 }
 
 // untruncate asks again over TCP when a tier with prefer_udp got a
 // truncated answer over UDP: prefer_udp only says how to ask first. wire is
 // copied, so the caller's stays as it is.
-func (u *Upstream) untruncate(ctx context.Context, proto string, m *dns.Msg, err error, wire []byte, udpSize uint16, deadline time.Time) (*dns.Msg, error) {
+func (u *Upstream) untruncate(ctx context.Context, proto string, m *dns.Msg, err error, pkt packet, deadline time.Time) (*dns.Msg, error) {
 	if err != nil || !m.Truncated || proto != "udp" || !u.tier.opts.PreferUDP || u.transport == transport.TLS {
 		return m, err
 	}
-	return u.tcp.exchange(ctx, slices.Clone(wire), udpSize, deadline)
+	return u.tcp.exchange(ctx, pkt.clone(), deadline)
 }
 
 // start opens the DoT connection pool; plain DNS pools need no start.

@@ -103,20 +103,23 @@ func (ut *UpstreamTier) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *d
 		return ut.fail(ctx, w, &q, dns.ExtendedErrorCodeNoReachableAuthority, "all_down", errAllDown)
 	}
 
-	wire, err := r.Pack()
+	buf := bufPool.Get().(*[]byte)
+	wire, err := r.PackBuffer(*buf)
 	if err != nil {
+		bufPool.Put(buf)
 		return dns.RcodeFormatError, plugin.Error(pluginName, err)
 	}
-	q.wire = wire
+	q.packet = newPacket(wire, q.size, r.Question[0])
 
 	ret, u, aerr := q.resolve(u)
+	q.release(buf)
 	if aerr != nil && aerr.reason == reasonRcode && ut.Next != nil && ut.handOn[aerr.rcode] {
 		return plugin.NextOrFailure(ut.Name(), ut.Next, ctx, w, r) // every tier gave that rcode
 	}
 	if aerr != nil {
 		return ut.fail(ctx, w, &q, dns.ExtendedErrorCodeNoReachableAuthority, "all_failed", aerr)
 	}
-	requestsCount.WithLabelValues(metrics.WithServer(ctx), u.tier.name, u.Addr(), rcodeName(ret.Rcode)).Inc()
+	u.series(metrics.WithServer(ctx)).answered(u, ret.Rcode)
 	if ut.handsOn(ret) {
 		return plugin.NextOrFailure(ut.Name(), ut.Next, ctx, w, r)
 	}

@@ -1,0 +1,57 @@
+package upstreamtier
+
+import (
+	"slices"
+
+	"github.com/miekg/dns"
+)
+
+// packet is a query as it goes to a plain-DNS upstream: packed, with what
+// its answer is checked against on the bytes.
+type packet struct {
+	wire []byte       // the query packed; an attempt writes its ID into the first two bytes
+	size uint16       // the client's buffer size
+	ask  dns.Question // the question as the client wrote it
+	qend int          // end of the question section in wire; 0 if not found
+}
+
+// newPacket returns the packet of the packed query wire, whose one
+// question is ask.
+func newPacket(wire []byte, size uint16, ask dns.Question) packet {
+	return packet{wire: wire, size: size, ask: ask, qend: questionEnd(wire)}
+}
+
+// clone returns the packet with its own copy of the wire, for an attempt
+// that runs beside others.
+func (p packet) clone() packet {
+	p.wire = slices.Clone(p.wire)
+	return p
+}
+
+// questionEnd returns the offset after the single, uncompressed question of
+// a packed message, or 0 if it does not have one.
+func questionEnd(msg []byte) int {
+	const header = 12
+	if len(msg) < header || msg[4] != 0 || msg[5] != 1 {
+		return 0
+	}
+	off := header
+	for {
+		if off >= len(msg) {
+			return 0
+		}
+		l := int(msg[off])
+		if l == 0 {
+			break
+		}
+		if l > 63 { // a pointer or an extended label type
+			return 0
+		}
+		off += 1 + l
+	}
+	off += 1 + 4 // the root label, type and class
+	if off > len(msg) {
+		return 0
+	}
+	return off
+}
