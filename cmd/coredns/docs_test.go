@@ -1,0 +1,149 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/upstreamtier/upstreamtier/internal/faultdns"
+
+	clog "github.com/coredns/coredns/plugin/pkg/log"
+	"github.com/miekg/dns"
+)
+
+// These tests check, with this build of CoreDNS and real sockets, what the
+// README promises a user sees: in the client's answers, the log and the
+// metrics.
+
+// startUpstream starts an upstream in mode; faultdns.Refused makes every
+// query through the plugin end in its own SERVFAIL.
+func startUpstream(t *testing.T, mode faultdns.Mode) *faultdns.Server {
+	t.Helper()
+	up, err := faultdns.Start("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { up.Close() })
+	if err := up.SetMode(mode); err != nil {
+		t.Fatal(err)
+	}
+	return up
+}
+
+// serverBlock returns a server block on a free port of 127.0.0.1 with the
+// given plugins, and the address to query it on.
+func serverBlock(t *testing.T, plugins string) (corefile, addr string) {
+	t.Helper()
+	addr = freeAddr(t)
+	host, port, _ := net.SplitHostPort(addr)
+	return fmt.Sprintf(".:%s {\n    bind %s\n%s\n}\n", port, host, plugins), addr
+}
+
+// logBuffer collects what CoreDNS logs.
+type logBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// captureLog sends CoreDNS's log to a buffer until the test ends.
+func captureLog(t *testing.T) *logBuffer {
+	t.Helper()
+	l := &logBuffer{}
+	clog.SetOutput(l)
+	t.Cleanup(func() { clog.SetOutput(os.Stderr) })
+	return l
+}
+
+// waitFor polls cond until it holds.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute) // a safety net, not a timing assertion
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("still waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// logLine waits for the log line that contains every one of parts and
+// returns it.
+func logLine(t *testing.T, l *logBuffer, parts ...string) string {
+	t.Helper()
+	var found string
+	waitFor(t, fmt.Sprintf("a log line with %q", parts), func() bool {
+		for line := range strings.Lines(l.String()) {
+			if containsAll(line, parts) {
+				found = strings.TrimSpace(line)
+				return true
+			}
+		}
+		return false
+	})
+	return found
+}
+
+func containsAll(s string, parts []string) bool {
+	for _, p := range parts {
+		if !strings.Contains(s, p) {
+			return false
+		}
+	}
+	return true
+}
+
+func exchange(t *testing.T, addr, name string, qtype uint16) *dns.Msg {
+	t.Helper()
+	m := new(dns.Msg)
+	m.SetQuestion(dns.Fqdn(name), qtype)
+	m.SetEdns0(1232, false)
+	c := dns.Client{Timeout: 5 * time.Second}
+	r, _, err := c.Exchange(m, addr)
+	if err != nil {
+		t.Fatalf("query %s %s: %v", name, dns.Type(qtype), err)
+	}
+	return r
+}
+
+// The log plugin prints the same `-` for tier and upstream whenever no
+// upstream answered: a SERVFAIL of the plugin and a query type it answers
+// itself.
+func TestLogMetadataWithoutUpstream(t *testing.T) {
+	up := startUpstream(t, faultdns.Refused)
+	logs := captureLog(t)
+	corefile, addr := serverBlock(t, fmt.Sprintf(`    metadata
+    log . "{type} {name} {rcode} tier={/upstreamtier/tier} upstream={/upstreamtier/upstream} attempts={/upstreamtier/attempts} hedged={/upstreamtier/hedged}"
+    upstreamtier {
+        tier site %s
+    }`, up.Addr()))
+	startCoreDNS(t, corefile)
+
+	if m := exchange(t, addr, "servfail.example.org", dns.TypeA); m.Rcode != dns.RcodeServerFailure {
+		t.Fatalf("rcode %s, want SERVFAIL", dns.RcodeToString[m.Rcode])
+	}
+	if m := exchange(t, addr, "example.org", dns.TypeAXFR); m.Rcode != dns.RcodeNotImplemented {
+		t.Fatalf("AXFR: rcode %s, want NOTIMP", dns.RcodeToString[m.Rcode])
+	}
+	for _, name := range []string{"servfail.example.org.", "example.org."} {
+		line := logLine(t, logs, " "+name+" ")
+		if !strings.Contains(line, " tier=- upstream=- ") {
+			t.Errorf("log line %q: want tier=- upstream=-", line)
+		}
+	}
+}
