@@ -67,6 +67,7 @@ func setup(c *caddy.Controller) error {
 		if err := ut.OnStartup(); err != nil {
 			return err
 		}
+		ut.initMetrics()
 		ut.startProbing()
 		return nil
 	})

@@ -93,9 +93,9 @@ func (ut *UpstreamTier) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *d
 	switch {
 	case u == nil && (q.barred || !q.allowed):
 		// The tiers that could answer may not see the name.
-		return ut.fail(ctx, w, &q, dns.ExtendedErrorCodeProhibited, "prohibited", errBarred)
+		return ut.fail(ctx, w, &q, dns.ExtendedErrorCodeProhibited, servfailProhibited, errBarred)
 	case u == nil:
-		return ut.fail(ctx, w, &q, dns.ExtendedErrorCodeNoReachableAuthority, "all_down", errAllDown)
+		return ut.fail(ctx, w, &q, dns.ExtendedErrorCodeNoReachableAuthority, servfailAllDown, errAllDown)
 	}
 
 	wire, err := r.Pack()
@@ -106,7 +106,7 @@ func (ut *UpstreamTier) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *d
 
 	ret, u, aerr := q.resolve(u)
 	if aerr != nil {
-		return ut.fail(ctx, w, &q, dns.ExtendedErrorCodeNoReachableAuthority, "all_failed", aerr)
+		return ut.fail(ctx, w, &q, dns.ExtendedErrorCodeNoReachableAuthority, servfailAllFailed, aerr)
 	}
 	ut.setMetadata(ctx, &q, u)
 	requestsCount.WithLabelValues(metrics.WithServer(ctx), u.tier.name, u.Addr(), rcodeName(ret.Rcode)).Inc()

@@ -1,9 +1,12 @@
 package main
 
 import (
+	"bufio"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -146,4 +149,127 @@ func TestLogMetadataWithoutUpstream(t *testing.T) {
 			t.Errorf("log line %q: want tier=- upstream=-", line)
 		}
 	}
+}
+
+// Every series the configuration determines is exported from startup, at
+// 0, before any query: a scrape right after startup finds them.
+func TestMetricsFromStartup(t *testing.T) {
+	up := []*faultdns.Server{startUpstream(t, faultdns.OK), startUpstream(t, faultdns.OK)}
+	metricsAddr := freeAddr(t)
+	corefile, _ := serverBlock(t, fmt.Sprintf(`    prometheus %s
+    upstreamtier {
+        tier s1 %s
+        tier s2 %s
+        max_concurrent 100
+    }`, metricsAddr, up[0].Addr(), up[1].Addr()))
+	startCoreDNS(t, corefile)
+	series := scrape(t, metricsAddr)
+
+	var want []string
+	add := func(name string, labels ...string) {
+		want = append(want, "coredns_upstreamtier_"+name+"{"+strings.Join(labels, ",")+"}")
+	}
+	for _, r := range []string{"all_down", "all_failed", "prohibited"} {
+		add("servfail_total", `reason="`+r+`"`)
+	}
+	add("max_concurrent_rejects_total")
+	for _, ft := range [][2]string{{"s1", "s2"}, {"s1", ""}, {"s2", ""}} {
+		add("failovers_total", `from="`+ft[0]+`"`, `to="`+ft[1]+`"`)
+		add("failbacks_total", `from="`+ft[1]+`"`, `to="`+ft[0]+`"`)
+	}
+	for _, qt := range []string{"AXFR", "IXFR", "TKEY", "None", "OPT", "TSIG"} {
+		add("local_answers_total", `qtype="`+qt+`"`)
+	}
+	for i, tier := range []string{"s1", "s2"} {
+		tl := `tier="` + tier + `"`
+		for _, name := range []string{"hedges_total", "failover_memory_remembered_total", "failover_memory_skips_total", "tier_available", "serving_tier"} {
+			add(name, tl)
+		}
+		ul := `upstream="` + up[i].Addr() + `"`
+		for _, rc := range []string{"NOERROR", "NXDOMAIN"} {
+			add("requests_total", tl, ul, `rcode="`+rc+`"`)
+		}
+		for _, r := range []string{"timeout", "network", "rcode", "mismatch"} {
+			add("attempt_failures_total", tl, ul, `reason="`+r+`"`)
+		}
+		for _, kind := range []string{"down", "standby", "suspect", "liveness"} {
+			for _, res := range []string{"ok", "fail"} {
+				add("probes_total", tl, ul, `kind="`+kind+`"`, `result="`+res+`"`)
+			}
+		}
+		add("attempt_duration_seconds_count", tl, ul)
+		add("upstream_healthy", tl, ul)
+	}
+	for _, w := range want {
+		if !series.has(w) {
+			t.Errorf("no series %s right after startup", w)
+		}
+	}
+}
+
+// scraped is one scrape: each series' name and labels.
+type scraped []struct {
+	name   string
+	labels map[string]string
+}
+
+var (
+	seriesLine = regexp.MustCompile(`^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? \S+$`)
+	labelPair  = regexp.MustCompile(`([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"`)
+)
+
+// scrape reads the prometheus plugin's metrics at addr.
+func scrape(t *testing.T, addr string) scraped {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var s scraped
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		m := seriesLine.FindStringSubmatch(sc.Text())
+		if m == nil {
+			continue
+		}
+		labels := map[string]string{}
+		for _, p := range labelPair.FindAllStringSubmatch(m[2], -1) {
+			labels[p[1]] = p[2]
+		}
+		s = append(s, struct {
+			name   string
+			labels map[string]string
+		}{m[1], labels})
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// has reports whether the scrape has a series with want's name and at
+// least want's labels, want written as name{label="value",...}.
+func (s scraped) has(want string) bool {
+	m := seriesLine.FindStringSubmatch(want + " 0")
+	if m == nil {
+		return false
+	}
+	for _, series := range s {
+		if series.name != m[1] {
+			continue
+		}
+		all := true
+		for _, p := range labelPair.FindAllStringSubmatch(m[2], -1) {
+			if v, ok := series.labels[p[1]]; !ok || v != p[2] {
+				all = false
+				break
+			}
+		}
+		if all {
+			return true
+		}
+	}
+	return false
 }
