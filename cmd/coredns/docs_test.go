@@ -124,6 +124,18 @@ func exchange(t *testing.T, addr, name string, qtype uint16) *dns.Msg {
 	return r
 }
 
+// extendedError returns the Extended DNS Error of m, or nil.
+func extendedError(m *dns.Msg) *dns.EDNS0_EDE {
+	if opt := m.IsEdns0(); opt != nil {
+		for _, o := range opt.Option {
+			if e, ok := o.(*dns.EDNS0_EDE); ok {
+				return e
+			}
+		}
+	}
+	return nil
+}
+
 // The log plugin prints the same `-` for tier and upstream whenever no
 // upstream answered: a SERVFAIL of the plugin and a query type it answers
 // itself.
@@ -148,6 +160,41 @@ func TestLogMetadataWithoutUpstream(t *testing.T) {
 		if !strings.Contains(line, " tier=- upstream=- ") {
 			t.Errorf("log line %q: want tier=- upstream=-", line)
 		}
+	}
+}
+
+// The cache plugin drops the OPT record of every answer it passes on, the
+// Extended DNS Error with it: only a query that does not go through the
+// cache gets it.
+func TestExtendedErrorBehindCache(t *testing.T) {
+	up := startUpstream(t, faultdns.Refused)
+	stanza := fmt.Sprintf("    upstreamtier {\n        tier site %s\n    }", up.Addr())
+	for _, tc := range []struct {
+		name, cache string
+		ede         bool
+	}{
+		{"no cache", "", true},
+		{"cache", "cache 30", false},
+		{"cache without caching SERVFAIL", "cache 30 {\n        servfail 0\n    }", false},
+		{"cache with success and denial disabled", "cache 30 {\n        disable success\n        disable denial\n    }", false},
+		{"cache for other zones", "cache 30 cluster.local", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			corefile, addr := serverBlock(t, "    "+tc.cache+"\n"+stanza)
+			startCoreDNS(t, corefile)
+			m := exchange(t, addr, "www.example.org", dns.TypeA)
+			if m.Rcode != dns.RcodeServerFailure {
+				t.Fatalf("rcode %s, want SERVFAIL", dns.RcodeToString[m.Rcode])
+			}
+			e := extendedError(m)
+			switch {
+			case tc.ede && (e == nil || e.InfoCode != dns.ExtendedErrorCodeNoReachableAuthority):
+				t.Errorf("want Extended DNS Error 22, got %v in:\n%s", e, m)
+			case !tc.ede && e != nil:
+				t.Errorf("want no Extended DNS Error behind the cache, got %v: the README says it is lost", e)
+			}
+			t.Logf("%s: Extended DNS Error %v", tc.name, e)
+		})
 	}
 }
 
