@@ -320,3 +320,69 @@ func (s scraped) has(want string) bool {
 	}
 	return false
 }
+
+// The errors stanza the migration guide suggests turns the plugin's
+// SERVFAILs into one line per period instead of one per query.
+func TestErrorsConsolidate(t *testing.T) {
+	stanza := readmeErrorsStanza(t)
+	up := startUpstream(t, faultdns.Refused)
+	logs := captureLog(t)
+	// The barrier zone goes to whoami, without an error.
+	corefile, addr := serverBlock(t, stanza+fmt.Sprintf("\n    upstreamtier {\n        except barrier.test\n        tier site %s\n    }\n    whoami", up.Addr()))
+	inst := startCoreDNS(t, corefile)
+	// One TCP connection: CoreDNS serves its queries one after the other,
+	// so once the barrier query is answered, the errors plugin has seen
+	// every SERVFAIL before it.
+	conn, err := dns.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ask := func(name string) *dns.Msg {
+		t.Helper()
+		m := new(dns.Msg)
+		m.SetQuestion(name, dns.TypeA)
+		if err := conn.WriteMsg(m); err != nil {
+			t.Fatal(err)
+		}
+		r, err := conn.ReadMsg()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	const n = 3
+	for i := range n {
+		if m := ask(fmt.Sprintf("www%d.example.org.", i)); m.Rcode != dns.RcodeServerFailure {
+			t.Fatalf("rcode %s, want SERVFAIL", dns.RcodeToString[m.Rcode])
+		}
+	}
+	if m := ask("barrier.test."); m.Rcode != dns.RcodeSuccess {
+		t.Fatalf("barrier: rcode %s, want NOERROR from whoami", dns.RcodeToString[m.Rcode])
+	}
+	// The errors plugin prints what it consolidated when it shuts down, as
+	// on SIGTERM.
+	inst.ShutdownCallbacks()
+	line := logLine(t, logs, "errors like '^plugin/upstreamtier: '")
+	if !strings.Contains(line, fmt.Sprintf("%d errors like", n)) {
+		t.Errorf("consolidated line %q, want %d errors", line, n)
+	}
+	if strings.Contains(logs.String(), "[ERROR] plugin/errors:") {
+		t.Errorf("SERVFAILs logged one by one:\n%s", logs)
+	}
+}
+
+// readmeErrorsStanza returns the errors stanza of the README's example
+// that consolidates the plugin's errors.
+func readmeErrorsStanza(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^    errors \{\n(?:        .*\n)*?        consolidate .*\n(?:        .*\n)*?    \}$`).Find(b)
+	if m == nil {
+		t.Fatal("README.md has no example errors stanza with consolidate")
+	}
+	return string(m)
+}
