@@ -119,8 +119,6 @@ type health struct {
 	// answered is when the upstream last sent anything back, in Unix ns:
 	// an answer of any rcode to any query or probe proves it is alive.
 	answered atomic.Int64
-	// silenced is when the last silence counted as evidence ended, in Unix ns.
-	silenced atomic.Int64
 	probeRTT atomic.Int64 // smoothed RTT of probes in ns: a cached name's, 0 until the first
 
 	mu sync.Mutex
@@ -164,7 +162,7 @@ func (u *Upstream) report(start time.Time, rtt time.Duration, cause *attemptErro
 		u.alive()
 		u.suspectAnswer(cause)
 	default:
-		u.evidence(start, start.Add(rtt), cause)
+		u.evidence(start, cause)
 	}
 }
 
@@ -211,21 +209,18 @@ func (h *health) heard() *liveness {
 }
 
 // evidence records one sign that the upstream itself is down, from an
-// attempt or probe sent at start that failed at end; the fall-th in a row
-// marks it down. A timeout is no evidence when the upstream sent something
-// back since start (it is alive: this one was dropped), or when it started
-// before the end of a silence already counted: that is the same silence (an
-// attempt and the liveness probe sent about it), and one silence is one
-// piece of evidence.
-func (u *Upstream) evidence(start, end time.Time, cause *attemptError) {
+// attempt or probe sent at start; the fall-th in a row marks it down. A
+// timeout is no evidence when the upstream sent something back since start:
+// it is alive, and this one was dropped (a probe that fails after a later
+// query was answered must not start a new run).
+func (u *Upstream) evidence(start time.Time, cause *attemptError) {
 	h := &u.health
 	h.mu.Lock()
 	if cause.reason == reasonTimeout {
-		if h.answered.Load() > start.UnixNano() || h.silenced.Load() > start.UnixNano() {
+		if h.answered.Load() > start.UnixNano() {
 			h.mu.Unlock()
 			return
 		}
-		h.silenced.Store(max(h.silenced.Load(), end.UnixNano()))
 	}
 	h.fails++
 	enough := h.fails >= u.hc.fall
@@ -256,7 +251,6 @@ func (u *Upstream) suspectAnswer(cause *attemptError) {
 	started := u.hc.goProbe(func() {
 		start := time.Now()
 		cause := u.probe(probeSuspect)
-		end := time.Now()
 		h.mu.Lock()
 		h.probing = false
 		if cause == nil {
@@ -264,7 +258,7 @@ func (u *Upstream) suspectAnswer(cause *attemptError) {
 		}
 		h.mu.Unlock()
 		if cause != nil {
-			u.probeFailed(start, end, cause)
+			u.probeFailed(start, cause)
 		}
 	})
 	if !started {

@@ -227,6 +227,7 @@ func (ut *UpstreamTier) readdress(h *hostName, addrs []netip.Addr) {
 		u := ut.newHostUpstream(h, a)
 		u.start(ut.attemptTimeout)
 		upstreamHealthy.WithLabelValues(ut.hc.server, h.tier.name, u.Addr()).Set(1)
+		ut.initUpstreamMetrics(u)
 		next = append(next, u)
 		ut.hc.goProbe(u.standbyLoop)
 	}

@@ -5,16 +5,23 @@ import (
 	"strconv"
 
 	"github.com/coredns/coredns/plugin/metadata"
+	"github.com/coredns/coredns/plugin/pkg/replacer"
 )
 
+// noUpstream is the tier and upstream of a query no upstream answered: what
+// the log plugin prints for metadata that is not set, so every answer of
+// the plugin's own (a SERVFAIL, a query type it does not forward, an
+// overload REFUSED) reads the same.
+const noUpstream = replacer.EmptyValue
+
 // setMetadata publishes, for the log plugin and others, which tier and
-// upstream answered (empty when none did), how many attempts the query
-// took and how many of them were hedges.
+// upstream answered (noUpstream when none did), how many attempts the
+// query took and how many of them were hedges.
 func (ut *UpstreamTier) setMetadata(ctx context.Context, q *query, u *Upstream) {
 	if !ut.metadata {
 		return
 	}
-	tier, upstream := "", ""
+	tier, upstream := noUpstream, noUpstream
 	if u != nil {
 		tier, upstream = u.tier.name, u.Addr()
 	}

@@ -5,6 +5,8 @@ import (
 
 	"github.com/coredns/coredns/plugin"
 
+	"github.com/miekg/dns"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 )
@@ -166,4 +168,67 @@ func (s *upstreamSeries) answered(u *Upstream, rcode int) {
 		s.requests[rcode].Store(c)
 	}
 	(*c).Inc()
+}
+
+// Reasons of the plugin's own SERVFAILs, as counted in servfail_total.
+const (
+	servfailProhibited = "prohibited" // no tier that may see the name is available
+	servfailAllDown    = "all_down"   // no upstream is up
+	servfailAllFailed  = "all_failed" // every attempt failed, or the budget is spent
+)
+
+// initMetrics creates, at 0, every series the configuration determines, so
+// that dashboards and alerts (rate, increase, absent) work from startup
+// rather than from each series' first event. Only upstream_down_reason is
+// left out: it exists while an upstream is down. requests_total starts
+// with the rcodes nearly every answer has, NOERROR and NXDOMAIN (unless
+// they are failover rcodes); the others appear with their first answer.
+func (ut *UpstreamTier) initMetrics() {
+	server := ut.hc.server
+	for _, reason := range []string{servfailProhibited, servfailAllDown, servfailAllFailed} {
+		servfailCount.WithLabelValues(server, reason)
+	}
+	overloadCount.WithLabelValues(server)
+	for qtype, name := range dns.TypeToString {
+		if _, ok := localRcode(qtype); ok {
+			localAnswers.WithLabelValues(server, name)
+		}
+	}
+	for i, t := range ut.tiers {
+		hedgeCount.WithLabelValues(server, t.name)
+		if ut.memory != nil {
+			memoryRemembered.WithLabelValues(server, t.name)
+			memorySkips.WithLabelValues(server, t.name)
+		}
+		// The serving tier moves down from any tier to any lower one or to
+		// none, and back up from none or any tier to any higher one.
+		failoverCount.WithLabelValues(server, t.name, "")
+		failbackCount.WithLabelValues(server, "", t.name)
+		for _, lower := range ut.tiers[i+1:] {
+			failoverCount.WithLabelValues(server, t.name, lower.name)
+			failbackCount.WithLabelValues(server, lower.name, t.name)
+		}
+		for _, u := range t.upstreams() {
+			ut.initUpstreamMetrics(u)
+		}
+	}
+}
+
+// initUpstreamMetrics creates the series of one upstream at 0.
+func (ut *UpstreamTier) initUpstreamMetrics(u *Upstream) {
+	server, tier, addr := ut.hc.server, u.tier.name, u.Addr()
+	for _, rcode := range []int{dns.RcodeSuccess, dns.RcodeNameError} {
+		if !ut.failover[rcode] {
+			requestsCount.WithLabelValues(server, tier, addr, rcodeName(rcode))
+		}
+	}
+	attemptDuration.WithLabelValues(server, tier, addr)
+	for _, reason := range []string{reasonTimeout, reasonNetwork, reasonRcode, reasonMismatch} {
+		attemptFailures.WithLabelValues(server, tier, addr, (&attemptError{reason: reason}).label())
+	}
+	for _, kind := range []string{probeDown, probeStandby, probeSuspect, probeLiveness} {
+		for _, cause := range []*attemptError{nil, {}} {
+			probeCount.WithLabelValues(server, tier, addr, kind, probeResult(cause))
+		}
+	}
 }

@@ -127,8 +127,8 @@ func TestMetadata(t *testing.T) {
 
 	up[1].SetMode(faultdns.Refused)
 	got = serveWithMetadata(t, ut, newClientQuery("www.example.org", dns.TypeA))
-	if got["tier"] != "" || got["upstream"] != "" {
-		t.Errorf("metadata of a SERVFAIL names an upstream: %v", got)
+	if got["tier"] != "-" || got["upstream"] != "-" {
+		t.Errorf("metadata of a SERVFAIL: %v, want tier and upstream -", got)
 	}
 }
 

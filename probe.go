@@ -93,9 +93,8 @@ func (u *Upstream) probeTimeout() time.Duration {
 // asks for a name that must always resolve, so a failover rcode or a
 // mismatched answer marks the upstream down at once; silence or a network
 // error is one piece of evidence, since a single datagram can be lost.
-// A probe that shutdown interrupted says nothing. It was sent at start and
-// failed at end.
-func (u *Upstream) probeFailed(start, end time.Time, cause *attemptError) {
+// A probe that shutdown interrupted says nothing. It was sent at start.
+func (u *Upstream) probeFailed(start time.Time, cause *attemptError) {
 	if u.hc.closing.Load() {
 		return
 	}
@@ -103,7 +102,7 @@ func (u *Upstream) probeFailed(start, end time.Time, cause *attemptError) {
 		u.markDown(cause)
 		return
 	}
-	u.evidence(start, end, cause)
+	u.evidence(start, cause)
 }
 
 // probeLoop probes a down upstream until rise probes in a row succeed:
@@ -173,12 +172,11 @@ func (u *Upstream) standbyLoop() {
 func (u *Upstream) standbyProbe(when string) bool {
 	start := time.Now()
 	cause := u.probe(probeStandby)
-	end := time.Now()
 	if cause == nil || u.hc.closing.Load() {
 		return cause == nil
 	}
 	log.Infof("%s probe of upstream %s of tier %s failed: %s", when, u.Addr(), u.tier.name, cause)
-	u.probeFailed(start, end, cause)
+	u.probeFailed(start, cause)
 	return false
 }
 
@@ -251,7 +249,6 @@ func (u *Upstream) checkAlive(t time.Time) *liveness {
 	started := u.hc.goProbe(func() {
 		start := time.Now()
 		cause := u.probe(probeLiveness)
-		end := time.Now()
 		h.mu.Lock()
 		pending := h.liveness == lc
 		if pending {
@@ -266,7 +263,7 @@ func (u *Upstream) checkAlive(t time.Time) *liveness {
 			return
 		}
 		lc.finish(false)
-		u.probeFailed(start, end, cause)
+		u.probeFailed(start, cause)
 	})
 	if !started { // shutting down: no verdict, nothing moves
 		h.mu.Lock()

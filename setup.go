@@ -63,6 +63,7 @@ func setup(c *caddy.Controller) error {
 		if err := ut.OnStartup(); err != nil {
 			return plugin.Error(pluginName, err)
 		}
+		ut.initMetrics()
 		ut.startProbing()
 		return nil
 	})

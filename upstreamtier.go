@@ -98,9 +98,9 @@ func (ut *UpstreamTier) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *d
 	switch {
 	case u == nil && (q.barred || !q.allowed):
 		// The tiers that could answer may not see the name.
-		return ut.fail(ctx, w, &q, dns.ExtendedErrorCodeProhibited, "prohibited", errBarred)
+		return ut.fail(ctx, w, &q, dns.ExtendedErrorCodeProhibited, servfailProhibited, errBarred)
 	case u == nil:
-		return ut.fail(ctx, w, &q, dns.ExtendedErrorCodeNoReachableAuthority, "all_down", errAllDown)
+		return ut.fail(ctx, w, &q, dns.ExtendedErrorCodeNoReachableAuthority, servfailAllDown, errAllDown)
 	}
 
 	buf := bufPool.Get().(*[]byte)
@@ -117,7 +117,7 @@ func (ut *UpstreamTier) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *d
 		return plugin.NextOrFailure(ut.Name(), ut.Next, ctx, w, r) // every tier gave that rcode
 	}
 	if aerr != nil {
-		return ut.fail(ctx, w, &q, dns.ExtendedErrorCodeNoReachableAuthority, "all_failed", aerr)
+		return ut.fail(ctx, w, &q, dns.ExtendedErrorCodeNoReachableAuthority, servfailAllFailed, aerr)
 	}
 	u.series(metrics.WithServer(ctx)).answered(u, ret.Rcode)
 	if ut.handsOn(ret) {

@@ -402,8 +402,20 @@ func parseCorefile(t *testing.T, text string) []caddyfile.ServerBlock {
 	return blocks
 }
 
-// commentedTier is an optional tier the Corefile ships commented out.
-var commentedTier = regexp.MustCompile(`(?m)^(\s*)#\s*(tier\s.*)$`)
+// commentedTier is an optional tier the Corefile ships commented out: a
+// commented tier line and, when it opens a block, the commented lines of
+// the block up to its closing brace.
+var commentedTier = regexp.MustCompile(`(?m)^\s*#\s*tier\s.*\{[ \t]*\n(?:\s*#.*\n)*?\s*#\s*\}[ \t]*$|^\s*#\s*tier\s.*$`)
+
+// commentMark is the comment mark of one line, and the space after it.
+var commentMark = regexp.MustCompile(`(?m)^(\s*)#\s?`)
+
+// uncommentTiers returns the Corefile with its optional tiers uncommented.
+func uncommentTiers(text string) string {
+	return commentedTier.ReplaceAllStringFunc(text, func(tier string) string {
+		return commentMark.ReplaceAllString(tier, "$1")
+	})
+}
 
 // validDirectives is CoreDNS's directive list with upstreamtier added, as
 // cmd/coredns does.
@@ -504,8 +516,41 @@ func TestCorefileUpstreamtierSetup(t *testing.T) {
 		if !commentedTier.MatchString(text) {
 			t.Skip("the Corefile has no commented-out tier")
 		}
-		checkUpstreamtierSetup(t, commentedTier.ReplaceAllString(text, "$1$2"))
+		uncommented := uncommentTiers(text)
+		for _, tier := range commentedTier.FindAllString(text, -1) {
+			t.Logf("uncommented:\n%s", commentMark.ReplaceAllString(tier, "$1"))
+		}
+		checkUpstreamtierSetup(t, uncommented)
 	})
+}
+
+// TestCorefileForwardsAsStock checks that the Corefile as shipped sends
+// queries where stock `forward . /etc/resolv.conf` does, the node's
+// resolvers, and nowhere else: every other tier, the public DoT one
+// included, is the operator's choice to uncomment.
+func TestCorefileForwardsAsStock(t *testing.T) {
+	for _, sb := range corefile(t) {
+		tokens, ok := sb.Tokens["upstreamtier"]
+		if !ok {
+			continue
+		}
+		var tiers []string
+		for i, tok := range tokens {
+			if tok.Text == "tier" && i+1 < len(tokens) {
+				var to []string
+				for _, arg := range tokens[i+2:] {
+					if arg.Line != tok.Line || arg.Text == "{" {
+						break
+					}
+					to = append(to, arg.Text)
+				}
+				tiers = append(tiers, tokens[i+1].Text+" "+strings.Join(to, " "))
+			}
+		}
+		if !slices.Equal(tiers, []string{"node /etc/resolv.conf"}) {
+			t.Errorf("upstreamtier tiers as shipped: %q, want only the node's resolvers, %q: other tiers must be opt-in", tiers, "node /etc/resolv.conf")
+		}
+	}
 }
 
 func checkUpstreamtierSetup(t *testing.T, text string) {
