@@ -66,7 +66,7 @@ func main() {
 	flag.DurationVar(&b.pernameDur, "pername-duration", 10*time.Second, "brokendomain and metaqueries: fixed-rate run per forwarder")
 	flag.Float64Var(&b.brokenShare, "broken-share", 0.2, "brokendomain: share of the queries under the zone tier 1 fails")
 	flag.IntVar(&b.metaRate, "meta-rate", 4, "metaqueries: queries per second of each meta type (AXFR, IXFR, qtype 0, ANY)")
-	scenarios := flag.String("scenarios", "blackhole,closed,servfail,slow,alldown,brokendomain,metaqueries,resolvers,soak,overload,throughput", "comma-separated scenarios to run")
+	scenarios := flag.String("scenarios", strings.Join(scenarioNames(), ","), "comma-separated scenarios to run")
 	which := flag.String("forwarders", "upstreamtier,forward,dnsdist,dnsmasq", "comma-separated forwarders to run")
 	coredns := flag.String("coredns", "", "coredns binary with upstreamtier and forward (default: build ./cmd/coredns into OUT/coredns)")
 	flag.Parse()
@@ -77,7 +77,10 @@ func main() {
 }
 
 func (b *bench) main(scenarios, which []string, coredns string) error {
-	var err error
+	picked, err := pickScenarios(scenarios)
+	if err != nil {
+		return err
+	}
 	// Forwarders run in their own directories, so every path handed to them must be absolute.
 	if b.out, err = filepath.Abs(b.out); err != nil {
 		return err
@@ -106,73 +109,10 @@ func (b *bench) main(scenarios, which []string, coredns string) error {
 
 	var sections []string
 	started, load0 := time.Now(), loadAvg()
-	for _, sc := range faultScenarios {
-		if !slices.Contains(scenarios, sc.name) {
-			continue
-		}
-		var runs []*faultRun
-		for _, f := range fws {
-			fmt.Printf("%s: %s\n", sc.name, f.name)
-			r, err := b.runFault(sc, f)
-			if err != nil {
-				return fmt.Errorf("%s/%s: %w", sc.name, f.name, err)
-			}
-			runs = append(runs, r)
-		}
-		table := faultTable(sc, b.timing, runs, b.timeout)
-		fmt.Println("\n" + table)
-		sections = append(sections, table)
-		png := filepath.Join(b.out, sc.name+".png")
-		if err := plotLatency(png, sc.name+": "+sc.about, runs, b.timeout); err != nil {
-			return err
-		}
-	}
-	for _, sc := range perNameScenarios {
-		if !slices.Contains(scenarios, sc.name) {
-			continue
-		}
+	for _, sc := range picked {
 		table, err := sc.run(b, fws)
 		if err != nil {
-			return fmt.Errorf("%s: %w", sc.name, err)
-		}
-		fmt.Println("\n" + table)
-		sections = append(sections, table)
-	}
-	if slices.Contains(scenarios, "soak") {
-		table, err := b.soakScenario(fws)
-		if err != nil {
-			return fmt.Errorf("soak: %w", err)
-		}
-		fmt.Println("\n" + table)
-		sections = append(sections, table)
-	}
-	if slices.Contains(scenarios, "overload") {
-		var runs []*overloadRun
-		for _, f := range fws {
-			fmt.Printf("overload: %s\n", f.name)
-			r, err := b.runOverload(f)
-			if err != nil {
-				return fmt.Errorf("overload/%s: %w", f.name, err)
-			}
-			runs = append(runs, r)
-		}
-		table := b.overloadTable(runs)
-		fmt.Println("\n" + table)
-		sections = append(sections, table)
-	}
-	if slices.Contains(scenarios, "throughput") {
-		rs, err := b.runThroughput(fws)
-		if err != nil {
-			return fmt.Errorf("throughput: %w", err)
-		}
-		table := tputTable(rs, b.rate, b.cpuDur)
-		fmt.Println("\n" + table)
-		sections = append(sections, table)
-	}
-	if slices.Contains(scenarios, "resolvers") {
-		table, err := b.resolversScenario(fws)
-		if err != nil {
-			return fmt.Errorf("resolvers: %w", err)
+			return fmt.Errorf("%s: %w", sc.name(), err)
 		}
 		fmt.Println("\n" + table)
 		sections = append(sections, table)
@@ -180,32 +120,6 @@ func (b *bench) main(scenarios, which []string, coredns string) error {
 
 	doc := "# upstreamtier benchmark results\n\n" + b.machineNotes(fws, skipped, started, load0) + "\n" + strings.Join(sections, "\n")
 	return os.WriteFile(filepath.Join(b.out, "results.md"), []byte(doc), 0o644)
-}
-
-// soakScenario soaks the coredns-based forwarders among fws, plots them and returns the table.
-func (b *bench) soakScenario(fws []forwarder) (string, error) {
-	var runs []*soakRun
-	var plotted []*faultRun
-	var skipped []string
-	for _, f := range fws {
-		if !f.coredns {
-			skipped = append(skipped, f.name)
-			continue
-		}
-		fmt.Printf("soak: %s\n", f.name)
-		r, err := b.runSoak(f)
-		if err != nil {
-			return "", fmt.Errorf("%s: %w", f.name, err)
-		}
-		runs = append(runs, r)
-		plotted = append(plotted, &r.faultRun)
-	}
-	if len(runs) > 0 {
-		if err := plotLatency(filepath.Join(b.out, "soak.png"), "soak: "+b.soakAbout(), plotted, b.timeout); err != nil {
-			return "", err
-		}
-	}
-	return b.soakTable(runs, skipped), nil
 }
 
 // coredns returns the coredns binary to use, building ./cmd/coredns once when none is given.

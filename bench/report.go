@@ -131,9 +131,9 @@ func answeredBy(r *record, tier int8, timeout time.Duration) bool {
 }
 
 // faultTable renders one scenario's runs as a markdown table, one row per forwarder.
-func faultTable(sc scenario, tm timing, runs []*faultRun, timeout time.Duration) string {
+func faultTable(sc faultScenario, tm timing, runs []*faultRun, timeout time.Duration) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "### %s: %s\n\n", sc.name, sc.about)
+	fmt.Fprintf(&b, "### %s: %s\n\n", sc.id, sc.about)
 	fmt.Fprintf(&b, "Phases %v / %v / %v; each cell is before / during / after the fault; latencies in ms.\n\n", tm.before, tm.fault, tm.after)
 	b.WriteString("| forwarder | send qps | sent | lost | SERVFAIL | wrong | tier 1 | tier 2 | p50 | p99 | max | failover | failback |\n")
 	b.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")

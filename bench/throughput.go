@@ -240,6 +240,15 @@ func median(ds []time.Duration) time.Duration {
 	return s[len(s)/2]
 }
 
+// throughputScenario measures every forwarder with healthy upstreams and returns the table.
+func (b *bench) throughputScenario(fws []forwarder) (string, error) {
+	rs, err := b.runThroughput(fws)
+	if err != nil {
+		return "", err
+	}
+	return tputTable(rs, b.rate, b.cpuDur), nil
+}
+
 // runThroughput measures every forwarder flat out, then their CPU cost in alternating rounds.
 func (b *bench) runThroughput(fws []forwarder) ([]*tputResult, error) {
 	type running struct {
