@@ -18,17 +18,22 @@ import (
 
 // bench holds the settings shared by every run.
 type bench struct {
-	out       string
-	timing    timing
-	rate      int
-	sockets   int
-	timeout   time.Duration
-	tputDur   time.Duration
-	cpuDur    time.Duration
-	cpuRounds int
-	soak      time.Duration // the soak's length
-	flap      time.Duration // each of the soak's tier 1 outages, and each healthy stretch between them
-	overload  time.Duration // the overload flood per forwarder
+	out     string
+	timing  timing
+	rate    int
+	sockets int
+	timeout time.Duration
+	tputDur time.Duration // one flat-out round of one config
+	// tputRounds is how many flat-out rounds each config of throughput and configsize runs.
+	tputRounds int
+	// goBenchCount is -count for the Go benchmarks throughput and configsize run; 0 skips them.
+	goBenchCount int
+	coredns      string // the coredns binary
+	cpuDur       time.Duration
+	cpuRounds    int
+	soak         time.Duration // the soak's length
+	flap         time.Duration // each of the soak's tier 1 outages, and each healthy stretch between them
+	overload     time.Duration // the overload flood per forwarder
 	// resolversRate and resolversDur are the resolvers scenario's load.
 	resolversRate int
 	resolversDur  time.Duration
@@ -55,7 +60,9 @@ func main() {
 	flag.IntVar(&b.rate, "rate", 2000, "offered queries per second (fault scenarios and CPU rounds)")
 	flag.IntVar(&b.sockets, "sockets", 4, "client UDP sockets")
 	flag.DurationVar(&b.timeout, "timeout", 2*time.Second, "client timeout: a later answer counts as lost")
-	flag.DurationVar(&b.tputDur, "tput-duration", 10*time.Second, "flat-out throughput run per forwarder")
+	flag.DurationVar(&b.tputDur, "tput-duration", 5*time.Second, "throughput and configsize: one flat-out round of one config")
+	flag.IntVar(&b.tputRounds, "tput-rounds", 5, "throughput and configsize: flat-out rounds per config, run alternately")
+	flag.IntVar(&b.goBenchCount, "gobench-count", 5, "throughput and configsize: -count of the Go benchmarks they run for allocations per query; 0 skips them")
 	flag.DurationVar(&b.cpuDur, "cpu-duration", 5*time.Second, "fixed-rate run per CPU round")
 	flag.IntVar(&b.cpuRounds, "cpu-rounds", 3, "CPU rounds per forwarder, run alternately")
 	flag.DurationVar(&b.soak, "soak", 60*time.Second, "soak run per forwarder, at the fixed rate")
@@ -88,12 +95,12 @@ func (b *bench) main(scenarios, which []string, coredns string) error {
 	if err := os.MkdirAll(filepath.Join(b.out, "logs"), 0o755); err != nil {
 		return err
 	}
-	if coredns, err = b.coredns(coredns); err != nil {
+	if b.coredns, err = b.corednsBinary(coredns); err != nil {
 		return err
 	}
 	var fws []forwarder
 	var skipped []string
-	for _, f := range forwarders(coredns) {
+	for _, f := range forwarders(b.coredns) {
 		switch {
 		case !slices.Contains(which, f.name):
 		case !f.available():
@@ -122,8 +129,8 @@ func (b *bench) main(scenarios, which []string, coredns string) error {
 	return os.WriteFile(filepath.Join(b.out, "results.md"), []byte(doc), 0o644)
 }
 
-// coredns returns the coredns binary to use, building ./cmd/coredns once when none is given.
-func (b *bench) coredns(path string) (string, error) {
+// corednsBinary returns the coredns binary to use, building ./cmd/coredns once when none is given.
+func (b *bench) corednsBinary(path string) (string, error) {
 	if path != "" {
 		return filepath.Abs(path)
 	}

@@ -33,6 +33,7 @@ func scenarios() []scenario {
 		benchScenario{"soak", (*bench).soakScenario},
 		benchScenario{"overload", (*bench).overloadScenario},
 		benchScenario{"throughput", (*bench).throughputScenario},
+		benchScenario{"configsize", (*bench).configSizeScenario},
 		benchScenario{"resolvers", (*bench).resolversScenario},
 	)
 }
