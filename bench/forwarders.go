@@ -46,6 +46,12 @@ const templateStanza = `template IN A . {
         answer "{{ .Name }} 30 IN A ` + answerIP + `"
     }`
 
+// erraticStanza answers every query itself too, with erratic's fixed A record
+// (192.0.2.53) and no text template: the floor without template's own work.
+const erraticStanza = `erratic {
+        drop 0
+    }`
+
 // answerIP is the address in the template's answers and the responder's, so
 // the throughput scenario's configs all answer alike.
 const answerIP = "192.0.2.53"

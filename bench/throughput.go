@@ -162,8 +162,12 @@ func (b *bench) closedLoop(p *process, workers int, d time.Duration) (*loopResul
 	return &loopResult{sent: sent.Load(), answered: answered.Load(), latSum: time.Duration(latSum.Load()), rcodes: rcodes}, nil
 }
 
-// floorName is the config answering by itself, whose CPU per query is the floor.
-const floorName = "template"
+// The configs answering by themselves: floorName's CPU per query is the floor
+// the overheads are measured from, bareName's the same without template's work.
+const (
+	floorName = "template"
+	bareName  = "erratic"
+)
 
 // tputConfig is one config's part of the throughput scenario.
 type tputConfig struct {
@@ -175,7 +179,7 @@ type tputConfig struct {
 	other float64         // most cores other processes kept busy in a CPU round
 }
 
-// throughputScenario runs template (the floor) and every forwarder against one
+// throughputScenario runs template (the floor), erratic and every forwarder against one
 // responder, flat out in alternated rounds and then at the fixed rate, and
 // returns the table with the Go benchmark's allocations beside it.
 func (b *bench) throughputScenario(fws []forwarder) (string, error) {
@@ -185,7 +189,7 @@ func (b *bench) throughputScenario(fws []forwarder) (string, error) {
 	}
 	defer up.Close()
 	t1, t2 := up.Addrs()[0], up.Addrs()[1]
-	fs := append([]forwarder{fixedCoreDNS(floorName, b.coredns, templateStanza)}, fws...)
+	fs := append([]forwarder{fixedCoreDNS(floorName, b.coredns, templateStanza), fixedCoreDNS(bareName, b.coredns, erraticStanza)}, fws...)
 	ps, sat, err := b.flatOut("throughput", fs, t1, t2)
 	defer stopAll(ps)
 	if err != nil {
@@ -258,11 +262,12 @@ func (c *tputConfig) overheads(floor *tputConfig) []time.Duration {
 func (b *bench) tputTable(cs []*tputConfig, allocs map[string]goBenchResult, allocsWhy string) string {
 	var s strings.Builder
 	s.WriteString("### throughput: healthy upstream, flat out\n\n")
-	fmt.Fprintf(&s, "%s Overhead: CPU / query minus %s's in the same round (%s answers every query itself: CoreDNS's own cost, and template's). "+
+	fmt.Fprintf(&s, "%s Overhead: CPU / query minus %s's in the same round (%s answers every query itself: CoreDNS's own cost, and template's; "+
+		"%s answers by itself too, without a text template, so its overhead is minus template's own work). "+
 		"Every config has the same upstream, one `bench/responder` on 127.0.0.1 (allocation-free, in the benchmark process). "+
 		"At %d qps: CPU / answered query at that fixed rate for %v, %d rounds alternated; at a modest rate the server's wake-ups dominate, so this column shows CoreDNS's framework more than any plugin. "+
 		"Allocations: the Go benchmark `%s`, medians, ServeDNS alone against the same kind of responder.\n\n",
-		b.satHeader(), floorName, floorName, b.rate, b.cpuDur, b.cpuRounds, fmt.Sprintf(goBenchCommand, "^BenchmarkServeDNS$", b.goBenchCount))
+		b.satHeader(), floorName, floorName, bareName, b.rate, b.cpuDur, b.cpuRounds, fmt.Sprintf(goBenchCommand, "^BenchmarkServeDNS$", b.goBenchCount))
 	fmt.Fprintf(&s, "| config | QPS | CPU µs / query | overhead µs / query | CPU µs / query at %d qps | allocs / query | B / query |\n", b.rate)
 	s.WriteString("|---|--:|--:|--:|--:|--:|--:|\n")
 	floor := cs[0]
@@ -298,6 +303,11 @@ func (b *bench) tputTable(cs []*tputConfig, allocs map[string]goBenchResult, all
 		fmt.Fprintf(&s, "\n**upstreamtier / forward**: overhead **%.2f** (ratio of the medians; round by round %s), QPS **%.2f** (round by round %s)",
 			float64(median(utO))/float64(median(fwO)), spread(ratios(utO, fwO), twoDecimals),
 			median(utQ)/median(fwQ), spread(ratios(utQ, fwQ), twoDecimals))
+		if bare := byName[bareName]; bare != nil {
+			utB, fwB := ut.overheads(bare), fw.overheads(bare)
+			fmt.Fprintf(&s, "; overhead over %s's floor instead **%.2f** (round by round %s)",
+				bareName, float64(median(utB))/float64(median(fwB)), spread(ratios(utB, fwB), twoDecimals))
+		}
 		if a, ok := allocs["ServeDNS/upstreamtier"]; ok {
 			if f, ok := allocs["ServeDNS/forward"]; ok {
 				fmt.Fprintf(&s, ", allocations **%.2f** (%.0f / %.0f)", a.allocs/f.allocs, a.allocs, f.allocs)
