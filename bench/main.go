@@ -125,7 +125,7 @@ func (b *bench) main(scenarios, which []string, coredns string) error {
 		sections = append(sections, table)
 	}
 
-	doc := "# upstreamtier benchmark results\n\n" + b.machineNotes(fws, skipped, started, load0) + "\n" + strings.Join(sections, "\n")
+	doc := "# upstreamtier benchmark results\n\n" + b.machineNotes(picked, fws, skipped, started, load0) + "\n" + strings.Join(sections, "\n")
 	return os.WriteFile(filepath.Join(b.out, "results.md"), []byte(doc), 0o644)
 }
 
@@ -148,12 +148,12 @@ func (b *bench) corednsBinary(path string) (string, error) {
 }
 
 // machineNotes describes where and how the numbers were taken.
-func (b *bench) machineNotes(fws []forwarder, skipped []string, started time.Time, load0 string) string {
+func (b *bench) machineNotes(picked []scenario, fws []forwarder, skipped []string, started time.Time, load0 string) string {
 	var s strings.Builder
 	fmt.Fprintf(&s, "Run %s, took %v. Machine: %s, %d CPUs, Linux %s, %s. Load average at the start %s, at the end %s.\n\n",
 		started.UTC().Format("2006-01-02 15:04 MST"), time.Since(started).Round(time.Second), cpuModel(), runtime.NumCPU(), kernel(), runtime.Version(), load0, loadAvg())
 	fmt.Fprintf(&s, "Load: %d qps of unique A names over %d UDP sockets, no retries, client timeout %v. "+
-		"Upstreams: faultdns in the benchmark process, fresh per run; the forwarder is a subprocess; everything on 127.0.0.1 and on the same CPUs.\n\n",
+		"Upstreams: faultdns in the benchmark process, fresh per run (throughput and configsize: bench/responder); the forwarder is a subprocess; everything on 127.0.0.1 and on the same CPUs.\n\n",
 		b.rate, b.sockets, b.timeout)
 	s.WriteString("Versions:\n")
 	for _, f := range fws {
@@ -161,6 +161,9 @@ func (b *bench) machineNotes(fws []forwarder, skipped []string, started time.Tim
 	}
 	for _, n := range skipped {
 		fmt.Fprintf(&s, "- %s: not installed, skipped\n", n)
+	}
+	if !slices.ContainsFunc(picked, func(sc scenario) bool { _, ok := sc.(faultScenario); return ok }) {
+		return s.String()
 	}
 	s.WriteString("\nFailover: time from the fault until, in every 100 ms window of send times from then to the end of the fault " +
 		"(less its last 100 ms, whose queries may meet the recovered upstream), 99% of the queries sent got a NOERROR answer from tier 2 " +
