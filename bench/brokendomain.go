@@ -45,14 +45,11 @@ func (b *bench) brokenDomainScenario(fws []forwarder) (string, error) {
 	breakZone := func(t1, _ *faultdns.Server) error {
 		return t1.SetRules(faultdns.Rule{Zone: brokenZone, Mode: faultdns.ServFail})
 	}
-	var runs []*perNameRun
-	for _, f := range fws {
-		fmt.Printf("brokendomain: %s\n", f.name)
-		r, err := b.runPerName("brokendomain", f, breakZone, b.brokenName, nil)
-		if err != nil {
-			return "", fmt.Errorf("%s: %w", f.name, err)
-		}
-		runs = append(runs, r)
+	runs, err := eachForwarder("brokendomain", fws, func(f forwarder) (*perNameRun, error) {
+		return b.runPerName("brokendomain", f, breakZone, b.brokenName, nil)
+	})
+	if err != nil {
+		return "", err
 	}
 	return b.brokenDomainTable(runs), nil
 }

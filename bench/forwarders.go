@@ -39,6 +39,23 @@ const forwardStanza = `forward . %[1]s %[2]s {
         failover SERVFAIL REFUSED%[3]s
     }`
 
+// templateStanza answers every A query itself with no upstream: CoreDNS's own
+// cost of a query (reading, the plugin chain, writing the answer) plus the
+// template plugin's, the floor under any plugin that forwards.
+const templateStanza = `template IN A . {
+        answer "{{ .Name }} 30 IN A ` + answerIP + `"
+    }`
+
+// erraticStanza answers every query itself too, with erratic's fixed A record
+// (192.0.2.53) and no text template: the floor without template's own work.
+const erraticStanza = `erratic {
+        drop 0
+    }`
+
+// answerIP is the address in the template's answers and the responder's, so
+// the throughput scenario's configs all answer alike.
+const answerIP = "192.0.2.53"
+
 // corefile wraps a plugin stanza in a server block bound to loopback, with
 // metrics (the Go runtime's go_goroutines among them) on a port of their own.
 const corefile = `.:%d {
@@ -95,9 +112,7 @@ func forwarders(coredns string) []forwarder {
 			if c.t3 != "" {
 				t2 += fmt.Sprintf(tier3, c.t3)
 			}
-			path := filepath.Join(dir, "Corefile")
-			body := fmt.Sprintf(corefile, c.port, c.metricsPort, fmt.Sprintf(stanza, c.t1, t2, opts))
-			return []string{"-conf", path, "-quiet"}, os.WriteFile(path, []byte(body), 0o644)
+			return writeCorefile(dir, c, fmt.Sprintf(stanza, c.t1, t2, opts))
 		}
 	}
 	return []forwarder{
@@ -125,6 +140,21 @@ func forwarders(coredns string) []forwarder {
 			return args, nil
 		}},
 	}
+}
+
+// writeCorefile writes a Corefile serving stanza on c's ports into dir and returns coredns's arguments.
+func writeCorefile(dir string, c conf, stanza string) ([]string, error) {
+	path := filepath.Join(dir, "Corefile")
+	body := fmt.Sprintf(corefile, c.port, c.metricsPort, stanza)
+	return []string{"-conf", path, "-quiet"}, os.WriteFile(path, []byte(body), 0o644)
+}
+
+// fixedCoreDNS is the coredns binary serving a stanza that names its own upstreams, if any:
+// the addresses start is given are not used.
+func fixedCoreDNS(name, coredns, stanza string) forwarder {
+	return forwarder{name: name, bin: coredns, coredns: true, args: func(dir string, c conf) ([]string, error) {
+		return writeCorefile(dir, c, stanza)
+	}}
 }
 
 // dnsmasqAddr turns host:port into dnsmasq's host#port.

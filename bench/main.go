@@ -18,17 +18,22 @@ import (
 
 // bench holds the settings shared by every run.
 type bench struct {
-	out       string
-	timing    timing
-	rate      int
-	sockets   int
-	timeout   time.Duration
-	tputDur   time.Duration
-	cpuDur    time.Duration
-	cpuRounds int
-	soak      time.Duration // the soak's length
-	flap      time.Duration // each of the soak's tier 1 outages, and each healthy stretch between them
-	overload  time.Duration // the overload flood per forwarder
+	out     string
+	timing  timing
+	rate    int
+	sockets int
+	timeout time.Duration
+	tputDur time.Duration // one flat-out round of one config
+	// tputRounds is how many flat-out rounds each config of throughput and configsize runs.
+	tputRounds int
+	// goBenchCount is -count for the Go benchmarks throughput and configsize run; 0 skips them.
+	goBenchCount int
+	coredns      string // the coredns binary
+	cpuDur       time.Duration
+	cpuRounds    int
+	soak         time.Duration // the soak's length
+	flap         time.Duration // each of the soak's tier 1 outages, and each healthy stretch between them
+	overload     time.Duration // the overload flood per forwarder
 	// resolversRate and resolversDur are the resolvers scenario's load.
 	resolversRate int
 	resolversDur  time.Duration
@@ -55,7 +60,9 @@ func main() {
 	flag.IntVar(&b.rate, "rate", 2000, "offered queries per second (fault scenarios and CPU rounds)")
 	flag.IntVar(&b.sockets, "sockets", 4, "client UDP sockets")
 	flag.DurationVar(&b.timeout, "timeout", 2*time.Second, "client timeout: a later answer counts as lost")
-	flag.DurationVar(&b.tputDur, "tput-duration", 10*time.Second, "flat-out throughput run per forwarder")
+	flag.DurationVar(&b.tputDur, "tput-duration", 5*time.Second, "throughput and configsize: one flat-out round of one config")
+	flag.IntVar(&b.tputRounds, "tput-rounds", 5, "throughput and configsize: flat-out rounds per config, run alternately")
+	flag.IntVar(&b.goBenchCount, "gobench-count", 5, "throughput and configsize: -count of the Go benchmarks they run for allocations per query; 0 skips them")
 	flag.DurationVar(&b.cpuDur, "cpu-duration", 5*time.Second, "fixed-rate run per CPU round")
 	flag.IntVar(&b.cpuRounds, "cpu-rounds", 3, "CPU rounds per forwarder, run alternately")
 	flag.DurationVar(&b.soak, "soak", 60*time.Second, "soak run per forwarder, at the fixed rate")
@@ -66,7 +73,7 @@ func main() {
 	flag.DurationVar(&b.pernameDur, "pername-duration", 10*time.Second, "brokendomain and metaqueries: fixed-rate run per forwarder")
 	flag.Float64Var(&b.brokenShare, "broken-share", 0.2, "brokendomain: share of the queries under the zone tier 1 fails")
 	flag.IntVar(&b.metaRate, "meta-rate", 4, "metaqueries: queries per second of each meta type (AXFR, IXFR, qtype 0, ANY)")
-	scenarios := flag.String("scenarios", "blackhole,closed,servfail,slow,alldown,brokendomain,metaqueries,resolvers,soak,overload,throughput", "comma-separated scenarios to run")
+	scenarios := flag.String("scenarios", strings.Join(scenarioNames(), ","), "comma-separated scenarios to run")
 	which := flag.String("forwarders", "upstreamtier,forward,dnsdist,dnsmasq", "comma-separated forwarders to run")
 	coredns := flag.String("coredns", "", "coredns binary with upstreamtier and forward (default: build ./cmd/coredns into OUT/coredns)")
 	flag.Parse()
@@ -77,7 +84,10 @@ func main() {
 }
 
 func (b *bench) main(scenarios, which []string, coredns string) error {
-	var err error
+	picked, err := pickScenarios(scenarios)
+	if err != nil {
+		return err
+	}
 	// Forwarders run in their own directories, so every path handed to them must be absolute.
 	if b.out, err = filepath.Abs(b.out); err != nil {
 		return err
@@ -85,12 +95,12 @@ func (b *bench) main(scenarios, which []string, coredns string) error {
 	if err := os.MkdirAll(filepath.Join(b.out, "logs"), 0o755); err != nil {
 		return err
 	}
-	if coredns, err = b.coredns(coredns); err != nil {
+	if b.coredns, err = b.corednsBinary(coredns); err != nil {
 		return err
 	}
 	var fws []forwarder
 	var skipped []string
-	for _, f := range forwarders(coredns) {
+	for _, f := range forwarders(b.coredns) {
 		switch {
 		case !slices.Contains(which, f.name):
 		case !f.available():
@@ -106,110 +116,21 @@ func (b *bench) main(scenarios, which []string, coredns string) error {
 
 	var sections []string
 	started, load0 := time.Now(), loadAvg()
-	for _, sc := range faultScenarios {
-		if !slices.Contains(scenarios, sc.name) {
-			continue
-		}
-		var runs []*faultRun
-		for _, f := range fws {
-			fmt.Printf("%s: %s\n", sc.name, f.name)
-			r, err := b.runFault(sc, f)
-			if err != nil {
-				return fmt.Errorf("%s/%s: %w", sc.name, f.name, err)
-			}
-			runs = append(runs, r)
-		}
-		table := faultTable(sc, b.timing, runs, b.timeout)
-		fmt.Println("\n" + table)
-		sections = append(sections, table)
-		png := filepath.Join(b.out, sc.name+".png")
-		if err := plotLatency(png, sc.name+": "+sc.about, runs, b.timeout); err != nil {
-			return err
-		}
-	}
-	for _, sc := range perNameScenarios {
-		if !slices.Contains(scenarios, sc.name) {
-			continue
-		}
+	for _, sc := range picked {
 		table, err := sc.run(b, fws)
 		if err != nil {
-			return fmt.Errorf("%s: %w", sc.name, err)
-		}
-		fmt.Println("\n" + table)
-		sections = append(sections, table)
-	}
-	if slices.Contains(scenarios, "soak") {
-		table, err := b.soakScenario(fws)
-		if err != nil {
-			return fmt.Errorf("soak: %w", err)
-		}
-		fmt.Println("\n" + table)
-		sections = append(sections, table)
-	}
-	if slices.Contains(scenarios, "overload") {
-		var runs []*overloadRun
-		for _, f := range fws {
-			fmt.Printf("overload: %s\n", f.name)
-			r, err := b.runOverload(f)
-			if err != nil {
-				return fmt.Errorf("overload/%s: %w", f.name, err)
-			}
-			runs = append(runs, r)
-		}
-		table := b.overloadTable(runs)
-		fmt.Println("\n" + table)
-		sections = append(sections, table)
-	}
-	if slices.Contains(scenarios, "throughput") {
-		rs, err := b.runThroughput(fws)
-		if err != nil {
-			return fmt.Errorf("throughput: %w", err)
-		}
-		table := tputTable(rs, b.rate, b.cpuDur)
-		fmt.Println("\n" + table)
-		sections = append(sections, table)
-	}
-	if slices.Contains(scenarios, "resolvers") {
-		table, err := b.resolversScenario(fws)
-		if err != nil {
-			return fmt.Errorf("resolvers: %w", err)
+			return fmt.Errorf("%s: %w", sc.name(), err)
 		}
 		fmt.Println("\n" + table)
 		sections = append(sections, table)
 	}
 
-	doc := "# upstreamtier benchmark results\n\n" + b.machineNotes(fws, skipped, started, load0) + "\n" + strings.Join(sections, "\n")
+	doc := "# upstreamtier benchmark results\n\n" + b.machineNotes(picked, fws, skipped, started, load0) + "\n" + strings.Join(sections, "\n")
 	return os.WriteFile(filepath.Join(b.out, "results.md"), []byte(doc), 0o644)
 }
 
-// soakScenario soaks the coredns-based forwarders among fws, plots them and returns the table.
-func (b *bench) soakScenario(fws []forwarder) (string, error) {
-	var runs []*soakRun
-	var plotted []*faultRun
-	var skipped []string
-	for _, f := range fws {
-		if !f.coredns {
-			skipped = append(skipped, f.name)
-			continue
-		}
-		fmt.Printf("soak: %s\n", f.name)
-		r, err := b.runSoak(f)
-		if err != nil {
-			return "", fmt.Errorf("%s: %w", f.name, err)
-		}
-		runs = append(runs, r)
-		plotted = append(plotted, &r.faultRun)
-	}
-	if len(runs) > 0 {
-		if err := plotLatency(filepath.Join(b.out, "soak.png"), "soak: "+b.soakAbout(), plotted, b.timeout); err != nil {
-			return "", err
-		}
-	}
-	return b.soakTable(runs, skipped), nil
-}
-
-// coredns returns the coredns binary to use, building ./cmd/coredns once when none is given.
-func (b *bench) coredns(path string) (string, error) {
+// corednsBinary returns the coredns binary to use, building ./cmd/coredns once when none is given.
+func (b *bench) corednsBinary(path string) (string, error) {
 	if path != "" {
 		return filepath.Abs(path)
 	}
@@ -227,12 +148,12 @@ func (b *bench) coredns(path string) (string, error) {
 }
 
 // machineNotes describes where and how the numbers were taken.
-func (b *bench) machineNotes(fws []forwarder, skipped []string, started time.Time, load0 string) string {
+func (b *bench) machineNotes(picked []scenario, fws []forwarder, skipped []string, started time.Time, load0 string) string {
 	var s strings.Builder
 	fmt.Fprintf(&s, "Run %s, took %v. Machine: %s, %d CPUs, Linux %s, %s. Load average at the start %s, at the end %s.\n\n",
 		started.UTC().Format("2006-01-02 15:04 MST"), time.Since(started).Round(time.Second), cpuModel(), runtime.NumCPU(), kernel(), runtime.Version(), load0, loadAvg())
 	fmt.Fprintf(&s, "Load: %d qps of unique A names over %d UDP sockets, no retries, client timeout %v. "+
-		"Upstreams: faultdns in the benchmark process, fresh per run; the forwarder is a subprocess; everything on 127.0.0.1 and on the same CPUs.\n\n",
+		"Upstreams: faultdns in the benchmark process, fresh per run (throughput and configsize: bench/responder); the forwarder is a subprocess; everything on 127.0.0.1 and on the same CPUs.\n\n",
 		b.rate, b.sockets, b.timeout)
 	s.WriteString("Versions:\n")
 	for _, f := range fws {
@@ -240,6 +161,9 @@ func (b *bench) machineNotes(fws []forwarder, skipped []string, started time.Tim
 	}
 	for _, n := range skipped {
 		fmt.Fprintf(&s, "- %s: not installed, skipped\n", n)
+	}
+	if !slices.ContainsFunc(picked, func(sc scenario) bool { _, ok := sc.(faultScenario); return ok }) {
+		return s.String()
 	}
 	s.WriteString("\nFailover: time from the fault until, in every 100 ms window of send times from then to the end of the fault " +
 		"(less its last 100 ms, whose queries may meet the recovered upstream), 99% of the queries sent got a NOERROR answer from tier 2 " +

@@ -146,16 +146,14 @@ func (b *bench) metaQueriesAbout() string {
 
 // metaQueriesScenario runs every forwarder with meta queries beside the load and returns the table.
 func (b *bench) metaQueriesScenario(fws []forwarder) (string, error) {
-	var runs []metaRun
-	for _, f := range fws {
-		fmt.Printf("metaqueries: %s\n", f.name)
+	runs, err := eachForwarder("metaqueries", fws, func(f forwarder) (metaRun, error) {
 		mc := &metaClient{rate: b.metaRate, timeout: b.timeout, length: b.pernameDur}
 		r, err := b.runPerName("metaqueries", f, metaRules, nil, mc.run)
 		mc.wait()
-		if err != nil {
-			return "", fmt.Errorf("%s: %w", f.name, err)
-		}
-		runs = append(runs, metaRun{r, mc})
+		return metaRun{r, mc}, err
+	})
+	if err != nil {
+		return "", err
 	}
 	return b.metaQueriesTable(runs), nil
 }

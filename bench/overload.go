@@ -44,6 +44,15 @@ func (r *overloadRun) bounded() bool {
 	return (u.g0 < 0 || u.gMax <= u.g0+overloadLimit+overloadSlack) && rssFlat(u.r0, u.rMax)
 }
 
+// overloadScenario floods every forwarder in turn and returns the table.
+func (b *bench) overloadScenario(fws []forwarder) (string, error) {
+	runs, err := eachForwarder("overload", fws, b.runOverload)
+	if err != nil {
+		return "", err
+	}
+	return b.overloadTable(runs), nil
+}
+
 // runOverload blackholes tier 1 and floods f for the overload duration, reading its usage every second.
 func (b *bench) runOverload(f forwarder) (*overloadRun, error) {
 	if f.coredns {

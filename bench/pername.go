@@ -8,18 +8,6 @@ import (
 	"github.com/upstreamtier/upstreamtier/internal/faultdns"
 )
 
-// perNameScenario is a run with healthy upstreams that fail some queries by
-// name or type, as real resolvers do: nothing there says an upstream is down.
-type perNameScenario struct {
-	name string
-	run  func(b *bench, fws []forwarder) (string, error)
-}
-
-var perNameScenarios = []perNameScenario{
-	{name: "brokendomain", run: (*bench).brokenDomainScenario},
-	{name: "metaqueries", run: (*bench).metaQueriesScenario},
-}
-
 // perNameRun is one forwarder's fixed-rate run of a per-name scenario.
 type perNameRun struct {
 	faultRun        // the load and CPU readings; no fault window

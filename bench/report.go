@@ -131,9 +131,9 @@ func answeredBy(r *record, tier int8, timeout time.Duration) bool {
 }
 
 // faultTable renders one scenario's runs as a markdown table, one row per forwarder.
-func faultTable(sc scenario, tm timing, runs []*faultRun, timeout time.Duration) string {
+func faultTable(sc faultScenario, tm timing, runs []*faultRun, timeout time.Duration) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "### %s: %s\n\n", sc.name, sc.about)
+	fmt.Fprintf(&b, "### %s: %s\n\n", sc.id, sc.about)
 	fmt.Fprintf(&b, "Phases %v / %v / %v; each cell is before / during / after the fault; latencies in ms.\n\n", tm.before, tm.fault, tm.after)
 	b.WriteString("| forwarder | send qps | sent | lost | SERVFAIL | wrong | tier 1 | tier 2 | p50 | p99 | max | failover | failback |\n")
 	b.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
@@ -205,36 +205,6 @@ func writeNotes(b *strings.Builder, notes []string) {
 	if len(notes) > 0 {
 		b.WriteString("\n")
 	}
-}
-
-// tputTable renders the throughput scenario, with the CPU ratio of upstreamtier to forward.
-func tputTable(rs []*tputResult, rate int, cpuDur time.Duration) string {
-	var b strings.Builder
-	b.WriteString("### throughput: healthy upstreams\n\n")
-	fmt.Fprintf(&b, "Flat out: answered QPS and loss. CPU: the forwarder's user+system CPU per 1000 answered queries at a fixed %d qps for %v, median of %d rounds run alternately (each round in the rounds column, with its achieved send rate next to it). Other load: the most cores that other processes kept busy during one of its CPU rounds.\n\n", rate, cpuDur, len(rs[0].cpuPerK))
-	b.WriteString("| forwarder | tool | QPS | lost | avg latency (ms) | CPU ms / 1000 queries | rounds | send qps | other load |\n")
-	b.WriteString("|---|---|--:|--:|--:|--:|---|--:|--:|\n")
-	var ut, fw time.Duration
-	for _, r := range rs {
-		var rounds, rates []string
-		for i, c := range r.cpuPerK {
-			rounds = append(rounds, ms(c))
-			rates = append(rates, fmt.Sprintf("%.0f", r.rates[i]))
-		}
-		m := median(r.cpuPerK)
-		switch r.forwarder {
-		case "upstreamtier":
-			ut = m
-		case "forward":
-			fw = m
-		}
-		fmt.Fprintf(&b, "| %s | %s | %.0f | %.2f%% | %s | %s | %s | %s | %.1f |\n",
-			r.forwarder, r.tool, r.qps, 100*r.lost, ms(r.avgLat), ms(m), strings.Join(rounds, ", "), strings.Join(rates, ", "), r.other)
-	}
-	if ut > 0 && fw > 0 {
-		fmt.Fprintf(&b, "\nCPU ratio upstreamtier / forward: **%.2f** (medians).\n", float64(ut)/float64(fw))
-	}
-	return b.String()
 }
 
 // ms formats d in milliseconds with two significant digits below 10 ms.

@@ -68,14 +68,9 @@ func (b *bench) resolversScenario(fws []forwarder) (string, error) {
 	}
 	defer nsd.stop()
 	names := loadNames(int(b.resolversDur.Seconds() * float64(b.resolversRate)))
-	var runs []*resolverRun
-	for _, f := range fws {
-		fmt.Printf("resolvers: %s\n", f.name)
-		r, err := b.runResolvers(f, nsd.addr, names)
-		if err != nil {
-			return "", fmt.Errorf("%s: %w", f.name, err)
-		}
-		runs = append(runs, r)
+	runs, err := eachForwarder("resolvers", fws, func(f forwarder) (*resolverRun, error) { return b.runResolvers(f, nsd.addr, names) })
+	if err != nil {
+		return "", err
 	}
 	return b.resolversTable(runs, names), nil
 }

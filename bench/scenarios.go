@@ -8,9 +8,9 @@ import (
 	"github.com/upstreamtier/upstreamtier/internal/faultdns"
 )
 
-// scenario is a fault applied to the upstreams for a window in the middle of a fixed-rate run.
-type scenario struct {
-	name  string
+// faultScenario is a fault applied to the upstreams for a window in the middle of a fixed-rate run.
+type faultScenario struct {
+	id    string
 	about string
 	fault func(t1, t2 *faultdns.Server) error
 	// noTier2 is set when tier 2 is down too, so a failover time means nothing.
@@ -28,26 +28,40 @@ func recoverAll(t1, t2 *faultdns.Server) error {
 // slowDelay is how late a Slow tier 1 answers: past a 1 s attempt budget, below the 2 s client timeout.
 const slowDelay = 1500 * time.Millisecond
 
-var faultScenarios = []scenario{
-	{name: "blackhole", about: "tier 1 drops every query", fault: func(t1, _ *faultdns.Server) error {
+var faultScenarios = []faultScenario{
+	{id: "blackhole", about: "tier 1 drops every query", fault: func(t1, _ *faultdns.Server) error {
 		return t1.SetMode(faultdns.Blackhole)
 	}},
-	{name: "closed", about: "tier 1's port is closed (ICMP port unreachable)", fault: func(t1, _ *faultdns.Server) error {
+	{id: "closed", about: "tier 1's port is closed (ICMP port unreachable)", fault: func(t1, _ *faultdns.Server) error {
 		return t1.SetMode(faultdns.Closed)
 	}},
-	{name: "servfail", about: "tier 1 answers SERVFAIL", fault: func(t1, _ *faultdns.Server) error {
+	{id: "servfail", about: "tier 1 answers SERVFAIL", fault: func(t1, _ *faultdns.Server) error {
 		return t1.SetMode(faultdns.ServFail)
 	}},
-	{name: "slow", about: "tier 1 answers after " + slowDelay.String(), fault: func(t1, _ *faultdns.Server) error {
+	{id: "slow", about: "tier 1 answers after " + slowDelay.String(), fault: func(t1, _ *faultdns.Server) error {
 		t1.SetDelay(slowDelay)
 		return t1.SetMode(faultdns.Slow)
 	}},
-	{name: "alldown", about: "tier 1 and tier 2 drop every query", noTier2: true, fault: func(t1, t2 *faultdns.Server) error {
+	{id: "alldown", about: "tier 1 and tier 2 drop every query", noTier2: true, fault: func(t1, t2 *faultdns.Server) error {
 		if err := t1.SetMode(faultdns.Blackhole); err != nil {
 			return err
 		}
 		return t2.SetMode(faultdns.Blackhole)
 	}},
+}
+
+func (sc faultScenario) name() string { return sc.id }
+
+// run runs the fault for every forwarder in turn, plots their latencies and returns the table.
+func (sc faultScenario) run(b *bench, fws []forwarder) (string, error) {
+	runs, err := eachForwarder(sc.id, fws, func(f forwarder) (*faultRun, error) { return b.runFault(sc, f) })
+	if err != nil {
+		return "", err
+	}
+	if err := plotLatency(filepath.Join(b.out, sc.id+".png"), sc.id+": "+sc.about, runs, b.timeout); err != nil {
+		return "", err
+	}
+	return faultTable(sc, b.timing, runs, b.timeout), nil
 }
 
 // timing is the length of the three phases of a fault scenario.
@@ -109,14 +123,14 @@ func tierMap(t1, t2 *faultdns.Server) map[string]int8 {
 }
 
 // runFault runs scenario sc against forwarder f: load for the three phases, the fault in the middle.
-func (b *bench) runFault(sc scenario, f forwarder) (*faultRun, error) {
+func (b *bench) runFault(sc faultScenario, f forwarder) (*faultRun, error) {
 	t1, t2, err := upstreamPair()
 	if err != nil {
 		return nil, err
 	}
 	defer t1.Close()
 	defer t2.Close()
-	p, err := f.start(b.out, filepath.Join(b.out, "logs", sc.name+"-"+f.name+".log"), t1.Addr(), t2.Addr())
+	p, err := f.start(b.out, filepath.Join(b.out, "logs", sc.id+"-"+f.name+".log"), t1.Addr(), t2.Addr())
 	if err != nil {
 		return nil, err
 	}

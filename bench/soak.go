@@ -30,6 +30,33 @@ func (r *soakRun) flat() bool {
 	return (u.g0 < 0 || float64(u.g1) <= 1.1*float64(u.g0)+5) && rssFlat(u.r0, u.r1)
 }
 
+// soakScenario soaks the coredns-based forwarders among fws, plots them and returns the table.
+func (b *bench) soakScenario(fws []forwarder) (string, error) {
+	var soaked []forwarder
+	var skipped []string
+	for _, f := range fws {
+		if f.coredns {
+			soaked = append(soaked, f)
+		} else {
+			skipped = append(skipped, f.name)
+		}
+	}
+	runs, err := eachForwarder("soak", soaked, b.runSoak)
+	if err != nil {
+		return "", err
+	}
+	if len(runs) > 0 {
+		var plotted []*faultRun
+		for _, r := range runs {
+			plotted = append(plotted, &r.faultRun)
+		}
+		if err := plotLatency(filepath.Join(b.out, "soak.png"), "soak: "+b.soakAbout(), plotted, b.timeout); err != nil {
+			return "", err
+		}
+	}
+	return b.soakTable(runs, skipped), nil
+}
+
 // runSoak loads f at the fixed rate for the soak duration while tier 1 flaps, reading its usage every second.
 func (b *bench) runSoak(f forwarder) (*soakRun, error) {
 	t1, t2, err := upstreamPair()

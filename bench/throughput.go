@@ -2,64 +2,27 @@ package main
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/upstreamtier/upstreamtier/bench/responder"
 )
 
-// tputResult is one forwarder's flat-out run and its CPU cost at a fixed rate.
-type tputResult struct {
-	forwarder string
-	tool      string  // dnsperf or the Go closed loop
-	qps       float64 // answered queries per second, flat out
-	lost      float64 // fraction of queries unanswered, flat out
-	avgLat    time.Duration
-	cpuPerK   []time.Duration // CPU per 1000 answered queries, one per round
-	rates     []float64       // achieved send rate of each CPU round
-	other     float64         // most cores other processes kept busy in any CPU round
-}
-
-// flatOut measures the forwarder's QPS with dnsperf, or the Go closed loop if dnsperf is missing.
-func (b *bench) flatOut(p *process, tr *tputResult) error {
-	if _, err := exec.LookPath("dnsperf"); err == nil {
-		tr.tool = "dnsperf"
-		return b.dnsperf(p, tr)
-	}
-	tr.tool = "go closed loop"
-	lr, err := b.closedLoop(p, closedLoopWorkers, b.tputDur)
-	if err != nil {
-		return err
-	}
-	tr.qps = float64(lr.answered) / b.tputDur.Seconds()
-	tr.lost = 1 - float64(lr.answered)/float64(max(1, lr.sent))
-	tr.avgLat = lr.latSum / time.Duration(max(1, lr.answered))
-	return nil
-}
-
-// dnsperf runs dnsperf against p for the throughput duration, 8 clients, no rate limit.
-func (b *bench) dnsperf(p *process, tr *tputResult) error {
-	out, err := b.runDnsperf(p, b.tputDur, "-c", "8", "-t", "2")
-	if err != nil {
-		return err
-	}
-	tr.qps = out.values["Queries per second"]
-	tr.lost = 1 - out.values["Queries completed"]/out.values["Queries sent"]
-	tr.avgLat = time.Duration(out.values["Average Latency (s)"] * float64(time.Second))
-	return nil
-}
-
 var (
-	dnsperfLine   = regexp.MustCompile(`(?m)^\s*(Queries sent|Queries completed|Queries lost|Queries per second|Average Latency \(s\)):\s*([0-9.]+)`)
+	dnsperfLine   = regexp.MustCompile(`(?m)^\s*(Queries sent|Queries completed|Queries lost|Queries per second|Run time \(s\)|Average Latency \(s\)):\s*([0-9.]+)`)
 	dnsperfRcodes = regexp.MustCompile(`(?m)^\s*Response codes:\s*(.*)$`)
 	dnsperfRcode  = regexp.MustCompile(`([A-Z0-9]+) ([0-9]+) \(`)
 )
@@ -68,6 +31,7 @@ var (
 type dnsperfOut struct {
 	values map[string]float64 // by the label dnsperfLine matches
 	rcodes map[string]int     // answers by rcode name
+	cpu    time.Duration      // dnsperf's own user+system CPU time
 }
 
 // runDnsperf runs dnsperf against p for d with the bench's query file and the extra args, and parses its statistics.
@@ -79,18 +43,29 @@ func (b *bench) runDnsperf(p *process, d time.Duration, args ...string) (*dnsper
 	_, port, _ := net.SplitHostPort(p.addr)
 	secs := strconv.Itoa(max(1, int(d.Seconds())))
 	args = append([]string{"-s", "127.0.0.1", "-p", port, "-l", secs, "-d", qfile}, args...)
-	out, err := exec.Command("dnsperf", args...).CombinedOutput()
+	cmd := exec.Command("dnsperf", args...)
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return nil, fmt.Errorf("dnsperf: %v: %s", err, out)
 	}
+	res, err := parseDnsperf(string(out))
+	if err != nil {
+		return nil, err
+	}
+	res.cpu = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	return res, nil
+}
+
+// parseDnsperf reads the statistics dnsperf prints at the end of a run.
+func parseDnsperf(out string) (*dnsperfOut, error) {
 	res := &dnsperfOut{values: map[string]float64{}, rcodes: map[string]int{}}
-	for _, m := range dnsperfLine.FindAllStringSubmatch(string(out), -1) {
+	for _, m := range dnsperfLine.FindAllStringSubmatch(out, -1) {
 		res.values[m[1]], _ = strconv.ParseFloat(m[2], 64)
 	}
 	if res.values["Queries sent"] == 0 {
 		return nil, fmt.Errorf("dnsperf output not understood: %s", out)
 	}
-	if m := dnsperfRcodes.FindStringSubmatch(string(out)); m != nil {
+	if m := dnsperfRcodes.FindStringSubmatch(out); m != nil {
 		for _, rc := range dnsperfRcode.FindAllStringSubmatch(m[1], -1) {
 			res.rcodes[rc[1]], _ = strconv.Atoi(rc[2])
 		}
@@ -187,25 +162,76 @@ func (b *bench) closedLoop(p *process, workers int, d time.Duration) (*loopResul
 	return &loopResult{sent: sent.Load(), answered: answered.Load(), latSum: time.Duration(latSum.Load()), rcodes: rcodes}, nil
 }
 
-// cpuRound loads p at the fixed rate for cpuDur and records its CPU time per 1000 answered queries.
-func (b *bench) cpuRound(p *process, tiers map[string]int8, round int, tr *tputResult) error {
-	g := b.gen(p.addr, tiers, fmt.Sprintf("r%d", round))
+// The configs answering by themselves: floorName's CPU per query is the floor
+// the overheads are measured from, bareName's the same without template's work.
+const (
+	floorName = "template"
+	bareName  = "erratic"
+)
+
+// tputConfig is one config's part of the throughput scenario.
+type tputConfig struct {
+	f     forwarder
+	p     *process
+	sat   []satRound      // flat out, one per round
+	fixed []time.Duration // CPU per answered query at the fixed rate, one per CPU round
+	rates []float64       // the achieved send rate of each CPU round
+	other float64         // most cores other processes kept busy in a CPU round
+}
+
+// throughputScenario runs template (the floor), erratic and every forwarder against one
+// responder, flat out in alternated rounds and then at the fixed rate, and
+// returns the table with the Go benchmark's allocations beside it.
+func (b *bench) throughputScenario(fws []forwarder) (string, error) {
+	up, err := responder.Start(2, netip.MustParseAddr(answerIP))
+	if err != nil {
+		return "", err
+	}
+	defer up.Close()
+	t1, t2 := up.Addrs()[0], up.Addrs()[1]
+	fs := append([]forwarder{fixedCoreDNS(floorName, b.coredns, templateStanza), fixedCoreDNS(bareName, b.coredns, erraticStanza)}, fws...)
+	ps, sat, err := b.flatOut("throughput", fs, t1, t2)
+	defer stopAll(ps)
+	if err != nil {
+		return "", err
+	}
+	cs := make([]*tputConfig, len(fs))
+	for i, f := range fs {
+		cs[i] = &tputConfig{f: f, p: ps[i], sat: sat[i]}
+	}
+	tiers := map[string]int8{answerIP: 1}
+	for k := range b.cpuRounds {
+		for _, i := range roundOrder(k, len(cs)) {
+			c := cs[i]
+			fmt.Printf("  throughput: %s CPU round %d of %d at %d qps\n", c.p.name, k+1, b.cpuRounds, b.rate)
+			if err := b.cpuRound(c, tiers, k); err != nil {
+				return "", err
+			}
+		}
+	}
+	allocs, why := b.goBench("^BenchmarkServeDNS$")
+	return b.tputTable(cs, allocs, why), nil
+}
+
+// cpuRound loads c at the fixed rate for cpuDur and records its CPU time per answered query.
+func (b *bench) cpuRound(c *tputConfig, tiers map[string]int8, round int) error {
+	g := b.gen(c.p.addr, tiers, fmt.Sprintf("r%d", round))
 	var before time.Duration
 	var cpuErr error
 	var snap cpuSnapshot
 	lr, err := g.run(b.cpuDur, func(time.Time) {
 		snap = takeCPU()
-		before, cpuErr = p.cpuTime()
+		before, cpuErr = c.p.cpuTime()
 	})
 	if err != nil {
 		return err
 	}
 	// The run includes a wait of one client timeout after the last send, in which the forwarder is idle.
-	after, err := p.cpuTime()
-	if err := cmpErr(cpuErr, err); err != nil {
+	after, err := c.p.cpuTime()
+	if err := errors.Join(cpuErr, err); err != nil {
 		return err
 	}
-	tr.other = max(tr.other, otherLoad(snap, takeCPU(), after-before))
+	c.other = max(c.other, otherLoad(snap, takeCPU(), after-before))
 	answered := 0
 	for i := range lr.records {
 		if _, ok := lr.records[i].latency(b.timeout); ok {
@@ -213,77 +239,85 @@ func (b *bench) cpuRound(p *process, tiers map[string]int8, round int, tr *tputR
 		}
 	}
 	if answered == 0 {
-		return fmt.Errorf("%s answered nothing", p.name)
+		return fmt.Errorf("%s answered nothing", c.p.name)
 	}
-	tr.cpuPerK = append(tr.cpuPerK, (after-before)*1000/time.Duration(answered))
-	tr.rates = append(tr.rates, lr.sendRate())
+	c.fixed = append(c.fixed, (after-before)/time.Duration(answered))
+	c.rates = append(c.rates, lr.sendRate())
 	return nil
 }
 
-// cmpErr returns the first non-nil error.
-func cmpErr(errs ...error) error {
-	for _, err := range errs {
-		if err != nil {
-			return err
-		}
+// overheads returns c's CPU per query above the floor's, round by round; nil for a config not built on coredns.
+func (c *tputConfig) overheads(floor *tputConfig) []time.Duration {
+	if !c.f.coredns {
+		return nil
 	}
-	return nil
+	out := make([]time.Duration, min(len(c.sat), len(floor.sat)))
+	for k := range out {
+		out[k] = c.sat[k].cpuPerQuery() - floor.sat[k].cpuPerQuery()
+	}
+	return out
 }
 
-// median returns the middle value of ds (the upper middle for an even count).
-func median(ds []time.Duration) time.Duration {
-	if len(ds) == 0 {
-		return 0
-	}
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	return s[len(s)/2]
-}
-
-// runThroughput measures every forwarder flat out, then their CPU cost in alternating rounds.
-func (b *bench) runThroughput(fws []forwarder) ([]*tputResult, error) {
-	type running struct {
-		p      *process
-		tiers  map[string]int8
-		result *tputResult
-	}
-	var rs []*running
-	defer func() {
-		for _, r := range rs {
-			r.p.stop()
+// tputTable renders the throughput scenario: flat out per config, the headline ratios, the fixed-rate CPU and allocations.
+func (b *bench) tputTable(cs []*tputConfig, allocs map[string]goBenchResult, allocsWhy string) string {
+	var s strings.Builder
+	s.WriteString("### throughput: healthy upstream, flat out\n\n")
+	fmt.Fprintf(&s, "%s Overhead: CPU / query minus %s's in the same round (%s answers every query itself: CoreDNS's own cost, and template's; "+
+		"%s answers by itself too, without a text template, so its overhead is minus template's own work). "+
+		"Every config has the same upstream, one `bench/responder` on 127.0.0.1 (allocation-free, in the benchmark process). "+
+		"At %d qps: CPU / answered query at that fixed rate for %v, %d rounds alternated; at a modest rate the server's wake-ups dominate, so this column shows CoreDNS's framework more than any plugin. "+
+		"Allocations: the Go benchmark `%s`, medians, ServeDNS alone against the same kind of responder.\n\n",
+		b.satHeader(), floorName, floorName, bareName, b.rate, b.cpuDur, b.cpuRounds, fmt.Sprintf(goBenchCommand, "^BenchmarkServeDNS$", b.goBenchCount))
+	fmt.Fprintf(&s, "| config | QPS | CPU µs / query | overhead µs / query | CPU µs / query at %d qps | allocs / query | B / query |\n", b.rate)
+	s.WriteString("|---|--:|--:|--:|--:|--:|--:|\n")
+	floor := cs[0]
+	var notes []string
+	byName := map[string]*tputConfig{}
+	for _, c := range cs {
+		byName[c.f.name] = c
+		qps := perRound(c.sat, satRound.qps)
+		cpq := perRound(c.sat, satRound.cpuPerQuery)
+		over := "–"
+		if c == floor {
+			over = "0 (the floor)"
+		} else if o := c.overheads(floor); o != nil {
+			over = spread(o, µs)
 		}
-	}()
-	for _, f := range fws {
-		t1, t2, err := upstreamPair()
-		if err != nil {
-			return nil, err
+		alloc, bytes := "–", "–"
+		if a, ok := allocs["ServeDNS/"+c.f.name]; ok {
+			alloc, bytes = fmt.Sprintf("%.0f", a.allocs), fmt.Sprintf("%.0f", a.bytes)
 		}
-		defer t1.Close()
-		defer t2.Close()
-		p, err := f.start(b.out, filepath.Join(b.out, "logs", "throughput-"+f.name+".log"), t1.Addr(), t2.Addr())
-		if err != nil {
-			return nil, err
+		fmt.Fprintf(&s, "| %s | %s | %s | %s | %s | %s | %s |\n", c.f.name,
+			spread(qps, func(v float64) string { return fmt.Sprintf("%.0f", v) }), spread(cpq, µs), over, spread(c.fixed, µs), alloc, bytes)
+		notes = appendNotes(notes, lossNote(c.f.name, c.sat), otherNote(c.f.name, c.sat))
+		if c.other > otherLoadNote {
+			notes = append(notes, fmt.Sprintf("%s: other processes kept up to %.1f cores busy in a fixed-rate round", c.f.name, c.other))
 		}
-		rs = append(rs, &running{p: p, tiers: tierMap(t1, t2), result: &tputResult{forwarder: f.name}})
-	}
-	for _, r := range rs {
-		fmt.Printf("  throughput: %s flat out for %v\n", r.p.name, b.tputDur)
-		if err := b.flatOut(r.p, r.result); err != nil {
-			return nil, err
+		if slices.ContainsFunc(c.rates, func(r float64) bool { return r < 0.95*float64(b.rate) }) {
+			notes = append(notes, fmt.Sprintf("%s: the fixed-rate rounds sent %s qps", c.f.name, fmt.Sprint(c.rates)))
 		}
 	}
-	// Alternating forwarders round by round spreads slow drifts of the shared machine over all of them.
-	for round := range b.cpuRounds {
-		for _, r := range rs {
-			fmt.Printf("  throughput: %s CPU round %d at %d qps\n", r.p.name, round+1, b.rate)
-			if err := b.cpuRound(r.p, r.tiers, round, r.result); err != nil {
-				return nil, err
+	if ut, fw := byName["upstreamtier"], byName["forward"]; ut != nil && fw != nil {
+		utO, fwO := ut.overheads(floor), fw.overheads(floor)
+		utQ, fwQ := perRound(ut.sat, satRound.qps), perRound(fw.sat, satRound.qps)
+		fmt.Fprintf(&s, "\n**upstreamtier / forward**: overhead **%.2f** (ratio of the medians; round by round %s), QPS **%.2f** (round by round %s)",
+			float64(median(utO))/float64(median(fwO)), spread(ratios(utO, fwO), twoDecimals),
+			median(utQ)/median(fwQ), spread(ratios(utQ, fwQ), twoDecimals))
+		if bare := byName[bareName]; bare != nil {
+			utB, fwB := ut.overheads(bare), fw.overheads(bare)
+			fmt.Fprintf(&s, "; overhead over %s's floor instead **%.2f** (round by round %s)",
+				bareName, float64(median(utB))/float64(median(fwB)), spread(ratios(utB, fwB), twoDecimals))
+		}
+		if a, ok := allocs["ServeDNS/upstreamtier"]; ok {
+			if f, ok := allocs["ServeDNS/forward"]; ok {
+				fmt.Fprintf(&s, ", allocations **%.2f** (%.0f / %.0f)", a.allocs/f.allocs, a.allocs, f.allocs)
 			}
 		}
+		s.WriteString(".\n")
 	}
-	out := make([]*tputResult, len(rs))
-	for i, r := range rs {
-		out[i] = r.result
+	if allocsWhy != "" {
+		notes = append(notes, "allocations: the Go benchmark was "+allocsWhy)
 	}
-	return out, nil
+	writeNotes(&s, notes)
+	return s.String()
 }

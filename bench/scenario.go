@@ -1,0 +1,79 @@
+package main
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// A scenario is one section of the results: it runs the forwarders it is for and renders its table.
+type scenario interface {
+	name() string
+	run(b *bench, fws []forwarder) (table string, err error)
+}
+
+// benchScenario is a scenario that is one method of the bench.
+type benchScenario struct {
+	id string
+	fn func(b *bench, fws []forwarder) (string, error)
+}
+
+func (s benchScenario) name() string                                  { return s.id }
+func (s benchScenario) run(b *bench, fws []forwarder) (string, error) { return s.fn(b, fws) }
+
+// scenarios lists every scenario, in the order a run takes them.
+func scenarios() []scenario {
+	var all []scenario
+	for _, sc := range faultScenarios {
+		all = append(all, sc)
+	}
+	return append(all,
+		benchScenario{"brokendomain", (*bench).brokenDomainScenario},
+		benchScenario{"metaqueries", (*bench).metaQueriesScenario},
+		benchScenario{"soak", (*bench).soakScenario},
+		benchScenario{"overload", (*bench).overloadScenario},
+		benchScenario{"throughput", (*bench).throughputScenario},
+		benchScenario{"configsize", (*bench).configSizeScenario},
+		benchScenario{"resolvers", (*bench).resolversScenario},
+	)
+}
+
+// scenarioNames returns the names of every scenario, in run order.
+func scenarioNames() []string {
+	var names []string
+	for _, sc := range scenarios() {
+		names = append(names, sc.name())
+	}
+	return names
+}
+
+// pickScenarios returns the scenarios named, in run order; a name no scenario has is an error.
+func pickScenarios(names []string) ([]scenario, error) {
+	known := scenarioNames()
+	for _, n := range names {
+		if !slices.Contains(known, n) {
+			return nil, fmt.Errorf("no scenario %q (there are %s)", n, strings.Join(known, ", "))
+		}
+	}
+	var picked []scenario
+	for _, sc := range scenarios() {
+		if slices.Contains(names, sc.name()) {
+			picked = append(picked, sc)
+		}
+	}
+	return picked, nil
+}
+
+// eachForwarder runs scenario sc's part for every forwarder in turn, saying which, and returns the runs in order.
+func eachForwarder[R any](sc string, fws []forwarder, run func(f forwarder) (R, error)) ([]R, error) {
+	var rs []R
+	for _, f := range fws {
+		fmt.Printf("%s: %s\n", sc, f.name)
+		r, err := run(f)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", f.name, err)
+		}
+		rs = append(rs, r)
+	}
+	return rs, nil
+}
