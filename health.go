@@ -41,10 +41,22 @@ type healthCheck struct {
 	// only until then, client attempts until shutdownGrace later. closing
 	// is set first, so that what the ending interrupts is not taken for
 	// evidence about an upstream.
-	lifeOnce             sync.Once
-	life, attempts       context.Context
-	endLife, endAttempts context.CancelFunc
-	closing              atomic.Bool
+	lifeOnce sync.Once
+	life     context.Context
+	endLife  context.CancelFunc
+	attempts atomic.Pointer[attemptContext] // replaced on reload, see interruptAttempts
+	closing  atomic.Bool
+}
+
+// attemptContext is the context of the client attempts of one period.
+type attemptContext struct {
+	ctx context.Context
+	end context.CancelFunc
+}
+
+func newAttemptContext() *attemptContext {
+	ctx, end := context.WithCancel(context.Background())
+	return &attemptContext{ctx, end}
 }
 
 // lifetime returns the context of probes, which shutdown cancels.
@@ -57,12 +69,23 @@ func (hc *healthCheck) lifetime() context.Context {
 // shutdownGrace after shutdown.
 func (hc *healthCheck) attemptLife() context.Context {
 	hc.lifeOnce.Do(hc.begin)
-	return hc.attempts
+	return hc.attempts.Load().ctx
 }
 
 func (hc *healthCheck) begin() {
 	hc.life, hc.endLife = context.WithCancel(context.Background())
-	hc.attempts, hc.endAttempts = context.WithCancel(context.Background())
+	hc.attempts.Store(newAttemptContext())
+}
+
+// interruptAttempts ends the client attempts in flight shutdownGrace from
+// now; later ones get a new context. On a reload CoreDNS waits for the old
+// server's queries (up to 5 s) before it calls OnShutdown, so the queries
+// waiting on a silent upstream are ended here, when the reload begins; the
+// plugin itself goes on, in case the new Corefile is refused.
+func (hc *healthCheck) interruptAttempts() {
+	hc.lifeOnce.Do(hc.begin)
+	old := hc.attempts.Swap(newAttemptContext())
+	time.AfterFunc(shutdownGrace, old.end)
 }
 
 // goProbe runs probe in a goroutine that shutdown waits for, unless the
@@ -92,7 +115,7 @@ func (hc *healthCheck) shutdown() {
 	if !hc.stopped {
 		hc.stopped = true
 		close(hc.stop)
-		time.AfterFunc(shutdownGrace, hc.endAttempts)
+		time.AfterFunc(shutdownGrace, hc.attempts.Load().end)
 	}
 	hc.mu.Unlock()
 	hc.endLife()

@@ -210,9 +210,12 @@ func (q *query) inline(u *Upstream) (m *dns.Msg, err *attemptError, pending bool
 			})
 			return nil, nil, true
 		}
-		ret, rerr = a.await(deadline) // nobody to hand over to: wait it out here
+		ret, rerr = a.awaitCtx(life, deadline) // nobody to hand over to: wait it out here
 	}
 	a.done(rerr)
+	if rerr != nil && life.Err() != nil { // a reload or shutdown ended it: no verdict
+		return nil, &attemptError{upstream: u, reason: reasonNetwork, err: errAbandoned}, false
+	}
 	if rerr != nil && a.stale(rerr) {
 		ret, rerr = u.pool(proto).exchange(life, q.packet, deadline)
 	}

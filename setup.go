@@ -67,6 +67,7 @@ func setup(c *caddy.Controller) error {
 		ut.startProbing()
 		return nil
 	})
+	c.OnRestart(func() error { ut.hc.interruptAttempts(); return nil })
 	c.OnShutdown(ut.OnShutdown)
 	return nil
 }

@@ -1,11 +1,15 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/coredns/caddy"
+	"github.com/miekg/dns"
+	"github.com/upstreamtier/upstreamtier/internal/faultdns"
 )
 
 // upstreamtier and forward in one server block: refused at startup, naming
@@ -61,3 +65,50 @@ func TestStartupSelfLoop(t *testing.T) {
 }
 
 func port(addr string) string { return addr[strings.LastIndex(addr, ":")+1:] }
+
+// A reload ends the queries waiting on a silent upstream: CoreDNS waits for
+// the old server's queries before the plugin's OnShutdown, so without the
+// restart hook they would hold the reload for CoreDNS's grace period and
+// still be waiting after it.
+func TestReloadEndsWaitingQueries(t *testing.T) {
+	bh, err := faultdns.Start("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bh.Close()
+	bh.SetMode(faultdns.Blackhole)
+	addr := freeAddr(t)
+	corefile := ".:" + port(addr) + " {\n bind 127.0.0.1\n upstreamtier {\n  tier site " + bh.Addr() + "\n  timeout 30s\n  attempt_timeout 30s\n }\n}\n"
+	inst, err := caddy.Start(caddy.CaddyfileInput{Contents: []byte(corefile), ServerTypeName: "dns"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 3
+	done := make(chan struct{}, n)
+	for i := range n {
+		go func() {
+			m := new(dns.Msg)
+			m.SetQuestion(fmt.Sprintf("q%d.example.org.", i), dns.TypeA)
+			c := dns.Client{Timeout: time.Minute}
+			c.Exchange(m, addr)
+			done <- struct{}{}
+		}()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // a hang detector
+	defer cancel()
+	if err := bh.WaitQueries(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+	next, err := inst.Restart(caddy.CaddyfileInput{Contents: []byte(corefile), ServerTypeName: "dns"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer next.Stop()
+	for i := range n {
+		select {
+		case <-done:
+		default:
+			t.Fatalf("%d of %d queries still wait on the silent upstream after the reload", n-i, n)
+		}
+	}
+}
