@@ -68,8 +68,8 @@ func port(addr string) string { return addr[strings.LastIndex(addr, ":")+1:] }
 
 // A reload ends the queries waiting on a silent upstream: CoreDNS waits for
 // the old server's queries before the plugin's OnShutdown, so without the
-// restart hook they would hold the reload for CoreDNS's grace period and
-// still be waiting after it.
+// restart hook they would hold the reload for CoreDNS's 5 s grace period
+// and wait out their attempt after it.
 func TestReloadEndsWaitingQueries(t *testing.T) {
 	bh, err := faultdns.Start("127.0.0.1:0")
 	if err != nil {
@@ -94,20 +94,33 @@ func TestReloadEndsWaitingQueries(t *testing.T) {
 			done <- struct{}{}
 		}()
 	}
+	// Every query has reached the upstream (the probes count too, so wait
+	// for each name): they all wait on it now.
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // a hang detector
 	defer cancel()
-	if err := bh.WaitQueries(ctx, n); err != nil {
-		t.Fatal(err)
+	for i := range n {
+		for {
+			before := bh.Queries() // read first: a query after it ends the wait
+			if bh.QueriesFor(fmt.Sprintf("q%d.example.org.", i)) > 0 {
+				break
+			}
+			if err := bh.WaitQueries(ctx, before+1); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 	next, err := inst.Restart(caddy.CaddyfileInput{Contents: []byte(corefile), ServerTypeName: "dns"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer next.Stop()
+	// The queries must end with the reload, not with their 30 s attempt:
+	// a guard well below it detects the wait.
+	guard := time.After(20 * time.Second)
 	for i := range n {
 		select {
 		case <-done:
-		default:
+		case <-guard:
 			t.Fatalf("%d of %d queries still wait on the silent upstream after the reload", n-i, n)
 		}
 	}
