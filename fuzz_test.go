@@ -239,6 +239,7 @@ func checkParsedStanza(t *testing.T, ut *UpstreamTier) {
 				t.Fatalf("tier %q: upstream %s with transport %q", tr.name, u.Addr(), u.transport)
 			}
 		}
+		hasTLS = hasTLS || slices.ContainsFunc(ut.hostNames, func(h *hostName) bool { return h.tier == tr && h.transport == transport.TLS })
 		if !hasTLS && (tr.tlsConfig != nil || tr.tlsServerName != "") {
 			t.Fatalf("tier %q: TLS options without a tls:// upstream", tr.name)
 		}
