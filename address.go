@@ -27,6 +27,7 @@ type to struct {
 	hostport   string // normalized: the same server is always written the same
 	serverName string
 	name       string // a host name, resolved at startup (hostport is then name:port)
+	port       uint16 // the host name's port
 }
 
 // key names the server to: the same key twice is one server with two
@@ -86,7 +87,7 @@ func parseTo(arg string) ([]to, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: %v", arg, err)
 		}
-		return []to{{arg: arg, transport: trans, hostport: net.JoinHostPort(name, strconv.Itoa(int(n))), serverName: serverName, name: name}}, nil
+		return []to{{arg: arg, transport: trans, hostport: net.JoinHostPort(name, strconv.Itoa(int(n))), serverName: serverName, name: name, port: n}}, nil
 	}
 	expanded, err := parse.HostPortOrFile(trans + "://" + rest)
 	if err != nil {
@@ -216,8 +217,7 @@ func (p *parser) addUpstreams(t *Tier, line int) {
 	ut := p.ut
 	for _, to := range p.tos {
 		if to.name != "" {
-			port, _ := strconv.ParseUint(to.hostport[strings.LastIndex(to.hostport, ":")+1:], 10, 16)
-			ut.hostNames = append(ut.hostNames, &hostName{name: to.name, port: uint16(port), transport: to.transport, serverName: to.serverName, tier: t, at: fmt.Sprintf("%s:%d", p.c.File(), line)})
+			ut.hostNames = append(ut.hostNames, &hostName{name: to.name, port: to.port, transport: to.transport, serverName: to.serverName, tier: t, at: fmt.Sprintf("%s:%d", p.c.File(), line)})
 			continue
 		}
 		u := newUpstream(to.hostport, to.transport, t, ut.hc)

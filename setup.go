@@ -15,6 +15,7 @@ import (
 	"github.com/coredns/coredns/plugin"
 	"github.com/coredns/coredns/plugin/dnstap"
 	"github.com/coredns/coredns/plugin/pkg/proxy"
+	"github.com/coredns/coredns/plugin/pkg/transport"
 
 	"github.com/miekg/dns"
 )
@@ -343,16 +344,13 @@ func (p *parser) resolverProperty() error {
 		return p.c.Err("resolver needs at least one IP[:port]")
 	}
 	for _, a := range args {
-		ap, err := netip.ParseAddrPort(a)
-		if err != nil {
-			addr, err2 := netip.ParseAddr(strings.Trim(a, "[]"))
-			if err2 != nil {
-				return p.c.Errf("resolver: %q is not IP or IP:port", a)
-			}
-			ap = netip.AddrPortFrom(addr, 53)
+		hostport := a
+		if addr, err := netip.ParseAddr(strings.Trim(a, "[]")); err == nil {
+			hostport = netip.AddrPortFrom(addr, 53).String()
 		}
-		if err := checkUnicast(ap.Addr(), ""); err != nil || ap.Port() == 0 {
-			return p.c.Errf("resolver: %s is not the address of a server", a)
+		ap, err := parseHostPort(hostport, transport.DNS) // the checks of an upstream's address
+		if err != nil {
+			return p.c.Errf("resolver: %q is not IP or IP:port of a server: %v", a, err)
 		}
 		p.ut.resolver.servers = append(p.ut.resolver.servers, ap.String())
 	}
