@@ -135,9 +135,14 @@ func (b *bench) runFault(sc faultScenario, f forwarder) (*faultRun, error) {
 		return nil, err
 	}
 	defer p.stop()
+	return b.faultLoad(p, tierMap(t1, t2), f.name, func() error { return sc.fault(t1, t2) }, func() error { return recoverAll(t1, t2) })
+}
 
-	g := b.gen(p.addr, tierMap(t1, t2), "")
-	run := &faultRun{forwarder: f.name}
+// faultLoad loads p for the three phases, calling fault when the fault window opens and
+// recover when it closes, and returns the run as forwarder name's.
+func (b *bench) faultLoad(p *process, tiers map[string]int8, name string, fault, recover func() error) (*faultRun, error) {
+	g := b.gen(p.addr, tiers, "")
+	run := &faultRun{forwarder: name}
 	cpu0, fw0 := takeCPU(), orZero(p.cpuTime())
 	errc := make(chan error, 1)
 	// The fault is switched by timers from the load's own start, so phase edges line up with send times.
@@ -145,13 +150,13 @@ func (b *bench) runFault(sc faultScenario, f forwarder) (*faultRun, error) {
 		go func() {
 			time.Sleep(time.Until(start.Add(b.timing.before)))
 			run.faultAt = time.Since(start)
-			if err := sc.fault(t1, t2); err != nil {
+			if err := fault(); err != nil {
 				errc <- err
 				return
 			}
 			time.Sleep(time.Until(start.Add(b.timing.before + b.timing.fault)))
 			run.recoverAt = time.Since(start)
-			errc <- recoverAll(t1, t2)
+			errc <- recover()
 		}()
 	})
 	if err != nil {
