@@ -41,6 +41,9 @@ type bench struct {
 	pernameDur  time.Duration // brokendomain and metaqueries run per forwarder
 	brokenShare float64       // brokendomain: share of the queries under the broken zone
 	metaRate    int           // metaqueries: queries per second of each meta type
+	// The encrypted scenarios (encrypted.go, encryptedfail.go).
+	encserver  string   // the encrypted upstream's binary; "" builds ./bench/encserver
+	transports []string // dot, doh, doq: the transports they run
 }
 
 // gen returns a load generator aimed at target with the bench's rate.
@@ -73,10 +76,13 @@ func main() {
 	flag.DurationVar(&b.pernameDur, "pername-duration", 10*time.Second, "brokendomain and metaqueries: fixed-rate run per forwarder")
 	flag.Float64Var(&b.brokenShare, "broken-share", 0.2, "brokendomain: share of the queries under the zone tier 1 fails")
 	flag.IntVar(&b.metaRate, "meta-rate", 4, "metaqueries: queries per second of each meta type (AXFR, IXFR, qtype 0, ANY)")
+	flag.StringVar(&b.encserver, "encserver", "", "encrypted scenarios: the encserver binary (default: build ./bench/encserver into OUT/encserver)")
+	transports := flag.String("transports", "dot,doh,doq", "encrypted scenarios: comma-separated transports to run")
 	scenarios := flag.String("scenarios", strings.Join(scenarioNames(), ","), "comma-separated scenarios to run")
 	which := flag.String("forwarders", "upstreamtier,forward,dnsdist,dnsmasq", "comma-separated forwarders to run")
 	coredns := flag.String("coredns", "", "coredns binary with upstreamtier and forward (default: build ./cmd/coredns into OUT/coredns)")
 	flag.Parse()
+	b.transports = strings.Split(*transports, ",")
 	if err := b.main(strings.Split(*scenarios, ","), strings.Split(*which, ","), *coredns); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)

@@ -34,6 +34,7 @@ func scenarios() []scenario {
 		benchScenario{"overload", (*bench).overloadScenario},
 		benchScenario{"throughput", (*bench).throughputScenario},
 		benchScenario{"configsize", (*bench).configSizeScenario},
+		benchScenario{"encrypted", (*bench).encryptedScenario},
 		benchScenario{"resolvers", (*bench).resolversScenario},
 	)
 }
