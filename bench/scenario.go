@@ -35,6 +35,7 @@ func scenarios() []scenario {
 		benchScenario{"throughput", (*bench).throughputScenario},
 		benchScenario{"configsize", (*bench).configSizeScenario},
 		benchScenario{"encrypted", (*bench).encryptedScenario},
+		benchScenario{"encryptedfail", (*bench).encryptedFailScenario},
 		benchScenario{"resolvers", (*bench).resolversScenario},
 	)
 }
