@@ -44,7 +44,8 @@ func (u *Upstream) probe(kind string) *attemptError {
 	wire, err := m.Pack()
 	if err == nil {
 		var ret *dns.Msg
-		ret, err = u.exchange(u.hc.lifetime(), u.proto("udp"), m, newPacket(wire, dns.MinMsgSize, m.Question[0]), deadline)
+		aq := attemptQuery{m, newPacket(wire, dns.MinMsgSize, m.Question[0])}
+		ret, err = u.exchange(u.hc.lifetime(), "udp", aq, deadline)
 		cause = judge(u, question{u.hc.domain, dns.TypeNS, dns.ClassINET}, u.hc.failover, ret, err)
 	} else {
 		cause = classify(u, err)
