@@ -2,6 +2,7 @@ package upstreamtier
 
 import (
 	"math/rand/v2"
+	"sync"
 	"time"
 
 	"github.com/miekg/dns"
@@ -25,6 +26,11 @@ const (
 	riseProbe       = 50 * time.Millisecond
 	allDownProbe    = 50 * time.Millisecond
 	minProbeTimeout = 50 * time.Millisecond
+	// firstContact is how long a query waits on the liveness check of an
+	// upstream that has never sent anything back (at startup, or a new
+	// address of a host name) before it is taken for silent: above any
+	// terrestrial RTT, far below the attempt_timeout its probe waits for.
+	firstContact = 500 * time.Millisecond
 	standbyJitter   = 0.1 // standby probes are spread by ±10%, so upstreams are not probed in step
 )
 
@@ -211,6 +217,7 @@ func (hc *healthCheck) sleep(d time.Duration) bool {
 type liveness struct {
 	done  chan struct{}
 	alive bool // set before done is closed
+	once  sync.Once
 }
 
 // aliveNow is the check of an upstream that has already answered.
@@ -220,13 +227,16 @@ var aliveNow = func() *liveness {
 	return lc
 }()
 
-// finish gives the check its verdict; a nil check has nobody waiting.
+// finish gives the check its verdict, unless it has one; a nil check has
+// nobody waiting.
 func (lc *liveness) finish(alive bool) {
 	if lc == nil {
 		return
 	}
-	lc.alive = alive
-	close(lc.done)
+	lc.once.Do(func() {
+		lc.alive = alive
+		close(lc.done)
+	})
 }
 
 // checkAlive returns the answer to "has the upstream sent anything back
@@ -246,6 +256,13 @@ func (u *Upstream) checkAlive(t time.Time) *liveness {
 	lc := &liveness{done: make(chan struct{})}
 	h.liveness = lc
 	h.mu.Unlock()
+	if u.health.answered.Load() == 0 {
+		// Nothing is known of it yet, and its probe waits up to the
+		// attempt_timeout: the queries move on after firstContact, the
+		// probe goes on for the verdict that is evidence, shared by
+		// later queries as before.
+		time.AfterFunc(firstContact, func() { lc.finish(false) })
+	}
 
 	started := u.hc.goProbe(func() {
 		start := time.Now()
