@@ -95,6 +95,17 @@ func encryptedUpstreams(t *testing.T, cert, key string) (corefile string, addrs 
 	return b.String(), addrs
 }
 
+// expectAnswers sends 20 queries to addr and wants each answered with ip.
+func expectAnswers(t *testing.T, addr string, ip net.IP) {
+	t.Helper()
+	for i := range 20 {
+		m := exchange(t, addr, fmt.Sprintf("q%d.example.org", i), dns.TypeA)
+		if m.Rcode != dns.RcodeSuccess || len(m.Answer) != 1 || !m.Answer[0].(*dns.A).A.Equal(ip) {
+			t.Fatalf("query %d: want %s, got %v", i, ip, m)
+		}
+	}
+}
+
 // DoT, DoH (POST and GET) and DoQ upstreams, served by CoreDNS itself over
 // real sockets, answer through upstreamtier with certificates verified
 // against the upstream's server name, given either way.
@@ -120,12 +131,7 @@ func TestEncryptedUpstreams(t *testing.T) {
 	startCoreDNS(t, corefile)
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			for i := range 20 {
-				m := exchange(t, clients[c.name], fmt.Sprintf("q%d.example.org", i), dns.TypeA)
-				if m.Rcode != dns.RcodeSuccess || len(m.Answer) != 1 || !m.Answer[0].(*dns.A).A.Equal(encryptedAnswer) {
-					t.Fatalf("query %d: want %s from the %s upstream, got %v", i, encryptedAnswer, c.name, m)
-				}
-			}
+			expectAnswers(t, clients[c.name], encryptedAnswer)
 		})
 	}
 }
@@ -185,12 +191,7 @@ func TestEncryptedTierFailsOver(t *testing.T) {
 	startCoreDNS(t, corefile)
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			for i := range 20 {
-				m := exchange(t, clients[c.name], fmt.Sprintf("q%d.example.org", i), dns.TypeA)
-				if m.Rcode != dns.RcodeSuccess || len(m.Answer) != 1 || !m.Answer[0].(*dns.A).A.Equal(tier2.AnswerIP()) {
-					t.Fatalf("query %d: want %s from tier 2, got %v", i, tier2.AnswerIP(), m)
-				}
-			}
+			expectAnswers(t, clients[c.name], tier2.AnswerIP())
 		})
 	}
 }
