@@ -156,7 +156,7 @@ func (h *hostName) hostport(a netip.Addr) string {
 // newHostUpstream makes the upstream of h at address a.
 func (ut *UpstreamTier) newHostUpstream(h *hostName, a netip.Addr) *Upstream {
 	sn := h.serverName
-	if sn == "" && h.tier.tlsServerName == "" {
+	if encrypted(h.transport) && sn == "" && h.tier.tlsServerName == "" {
 		sn = strings.TrimSuffix(h.name, ".") // the name written is the one to verify
 	}
 	u := newUpstream(h.hostport(a), h.transport, sn, h.tier, ut.hc)
