@@ -30,8 +30,8 @@ const (
 	// upstream that has never sent anything back (at startup, or a new
 	// address of a host name) before it is taken for silent: above any
 	// terrestrial RTT, far below the attempt_timeout its probe waits for.
-	firstContact = 500 * time.Millisecond
-	standbyJitter   = 0.1 // standby probes are spread by ±10%, so upstreams are not probed in step
+	firstContact  = 500 * time.Millisecond
+	standbyJitter = 0.1 // standby probes are spread by ±10%, so upstreams are not probed in step
 )
 
 // probe asks the upstream for the health_check domain (type NS) over the
