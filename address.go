@@ -34,7 +34,16 @@ type to struct {
 // health states.
 func (t to) key() string { return t.transport + "://" + t.hostport }
 
-const toForms = "expected IP[:port], dns://IP[:port], tls://IP[%name][:port] or a resolv.conf file"
+const toForms = "expected IP[:port], dns://IP[:port], tls://IP[%name][:port], https://IP[%name][:port], quic://IP[%name][:port] or a resolv.conf file"
+
+// encryptedForms names the transports with certificates, in messages.
+const encryptedForms = "tls://, https:// and quic://"
+
+// encrypted reports whether trans carries DNS inside TLS (DoT, DoH, DoQ),
+// with a certificate to verify.
+func encrypted(trans string) bool {
+	return trans == transport.TLS || trans == transport.HTTPS || trans == transport.QUIC
+}
 
 // parseTos expands the TO arguments of a tier written on line, refusing an
 // upstream already listed, in this tier or another.
@@ -61,24 +70,26 @@ func (p *parser) parseTos(tier string, line int, args []string) ([]to, error) {
 }
 
 // parseTo expands one TO argument: IP[:port], dns://IP[:port],
-// tls://IP[%servername][:port] or a resolv.conf-style file.
+// tls://, https:// or quic://IP[%servername][:port], or a resolv.conf-style
+// file.
 func parseTo(arg string) ([]to, error) {
 	trans, rest := parse.Transport(arg)
 	if i := strings.Index(rest, "://"); i >= 0 && trans == transport.DNS {
 		return nil, fmt.Errorf("%s: unknown transport %s://; %s", arg, rest[:i], toForms)
 	}
-	switch trans {
-	case transport.DNS, transport.TLS:
-	default:
+	switch {
+	case trans != transport.DNS && !encrypted(trans):
 		return nil, fmt.Errorf("%s: transport %s:// is not supported; %s", arg, trans, toForms)
+	case trans == transport.HTTPS && strings.Contains(rest, "/"):
+		return nil, fmt.Errorf("%s: a path is not allowed: DNS over HTTPS is asked at /dns-query; write https://IP[%%name][:port]", arg)
 	}
 	if err := checkBrackets(rest); err != nil {
 		return nil, fmt.Errorf("%s: %v", arg, err)
 	}
 	serverName := ""
-	if trans == transport.TLS && strings.Contains(rest, "%") {
+	if encrypted(trans) && strings.Contains(rest, "%") {
 		var err error
-		if rest, serverName, err = splitServerName(rest); err != nil {
+		if rest, serverName, err = splitServerName(trans, rest); err != nil {
 			return nil, fmt.Errorf("%s: %v", arg, err)
 		}
 	}
@@ -121,7 +132,7 @@ func checkBrackets(s string) error {
 
 // splitServerName splits "IP%name[:port]" into "IP[:port]" and "name"; for
 // IPv6 both "[IP%name]:port" and "[IP]%name:port" are accepted.
-func splitServerName(s string) (host, name string, err error) {
+func splitServerName(trans, s string) (host, name string, err error) {
 	i := strings.LastIndex(s, "%")
 	host, name = s[:i], s[i+1:]
 	if k := strings.Index(name, "]"); k >= 0 {
@@ -129,7 +140,7 @@ func splitServerName(s string) (host, name string, err error) {
 	} else if j := strings.LastIndex(name, ":"); j >= 0 {
 		if strings.Contains(host, ":") && !strings.HasPrefix(host, "[") {
 			// ::1%name:853 could only be read as [::1:853]:853.
-			return "", "", fmt.Errorf("an IPv6 address with a port needs brackets: write tls://[%s]%%%s", host, name)
+			return "", "", fmt.Errorf("an IPv6 address with a port needs brackets: write %s://[%s]%%%s", trans, host, name)
 		}
 		host, name = host+name[j:], name[:j]
 	}
@@ -165,10 +176,10 @@ func parseHostPort(hostport, trans string) (netip.AddrPort, error) {
 	addr = addr.Unmap()
 	linkLocal := addr.Is6() && addr.IsLinkLocalUnicast()
 	switch {
-	case linkLocal && trans == transport.TLS:
-		return netip.AddrPort{}, fmt.Errorf("link-local address %s cannot be a tls:// upstream: its %%zone would be read as the server name; use a global or unique local address", ip)
+	case linkLocal && encrypted(trans):
+		return netip.AddrPort{}, fmt.Errorf("link-local address %s cannot be a %s:// upstream: its %%zone would be read as the server name; use a global or unique local address", ip, trans)
 	case zone != "" && !linkLocal:
-		return netip.AddrPort{}, errors.New("a server name (%name) is only for tls:// upstreams, and a %zone only for link-local IPv6 addresses")
+		return netip.AddrPort{}, errors.New("a server name (%name) is only for " + encryptedForms + " upstreams, and a %zone only for link-local IPv6 addresses")
 	case linkLocal && zone == "":
 		return netip.AddrPort{}, fmt.Errorf("link-local address %s needs its interface: write [%s%%eth0]:%s with the interface's name", ip, ip, port)
 	}
@@ -211,7 +222,7 @@ func checkUnicast(addr netip.Addr, zone string) error {
 	return nil
 }
 
-// addUpstreams makes the tier's upstreams, with their TLS configuration;
+// addUpstreams makes the tier's upstreams;
 // a host name's are made at startup, once it is resolved (hostname.go).
 func (p *parser) addUpstreams(t *Tier, line int) {
 	ut := p.ut
@@ -220,11 +231,7 @@ func (p *parser) addUpstreams(t *Tier, line int) {
 			ut.hostNames = append(ut.hostNames, &hostName{name: to.name, port: to.port, transport: to.transport, serverName: to.serverName, tier: t, at: fmt.Sprintf("%s:%d", p.c.File(), line)})
 			continue
 		}
-		u := newUpstream(to.hostport, to.transport, t, ut.hc)
-		if to.transport == transport.TLS {
-			u.proxy.SetTLSConfig(tierTLSConfig(t, to.serverName))
-		}
-		t.add(u)
+		t.add(newUpstream(to.hostport, to.transport, to.serverName, t, ut.hc))
 	}
 }
 
@@ -241,11 +248,12 @@ func tierTLSConfig(t *Tier, serverName string) *tls.Config {
 	return cfg
 }
 
-// countTLS returns how many of the tier's upstreams are tls://.
-func (p *parser) countTLS() int {
+// countEncrypted returns how many of the tier's upstreams are tls://,
+// https:// or quic://.
+func (p *parser) countEncrypted() int {
 	n := 0
 	for _, to := range p.tos {
-		if to.transport == transport.TLS {
+		if encrypted(to.transport) {
 			n++
 		}
 	}
@@ -255,8 +263,8 @@ func (p *parser) countTLS() int {
 // tls reads "tls [CERT KEY [CA] | CA]".
 func (p *parser) tls() error {
 	args := p.c.RemainingArgs()
-	if p.countTLS() == 0 {
-		return p.c.Errf("tier %q: tls is for tls:// upstreams, and the tier has none", p.tier.name)
+	if p.countEncrypted() == 0 {
+		return p.c.Errf("tier %q: tls is for "+encryptedForms+" upstreams, and the tier has none", p.tier.name)
 	}
 	if len(args) > 3 {
 		return p.c.Err("tls takes at most CERT KEY CA")
@@ -296,8 +304,8 @@ func checkCA(path string) error {
 // tlsServerName reads "tls_servername NAME".
 func (p *parser) tlsServerName() error {
 	args := p.c.RemainingArgs()
-	if p.countTLS() == 0 {
-		return p.c.Errf("tier %q: tls_servername is for tls:// upstreams, and the tier has none", p.tier.name)
+	if p.countEncrypted() == 0 {
+		return p.c.Errf("tier %q: tls_servername is for "+encryptedForms+" upstreams, and the tier has none", p.tier.name)
 	}
 	if len(args) != 1 {
 		return p.c.Err("tls_servername needs one NAME")

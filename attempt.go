@@ -6,6 +6,8 @@ import (
 	"os"
 	"strings"
 
+	"github.com/upstreamtier/upstreamtier/internal/dnspool"
+
 	"github.com/miekg/dns"
 )
 
@@ -112,7 +114,7 @@ func classify(u *Upstream, err error) *attemptError {
 	if isTimeout(err) {
 		return &attemptError{upstream: u, reason: reasonTimeout}
 	}
-	if errors.Is(err, errWrongID) || errors.Is(err, errMalformed) {
+	if errors.Is(err, dnspool.ErrWrongID) || errors.Is(err, errMalformed) {
 		return &attemptError{upstream: u, reason: reasonMismatch, err: err}
 	}
 	return &attemptError{upstream: u, reason: reasonNetwork, err: err}

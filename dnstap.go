@@ -29,7 +29,7 @@ func (ut *UpstreamTier) toDnstap(ctx context.Context, state request.Request, u *
 	ip := net.ParseIP(host)
 	p, _ := net.LookupPort("tcp", port)
 	var to net.Addr = &net.UDPAddr{IP: ip, Port: p}
-	if proto == "tcp" || u.proxy != nil {
+	if proto == "tcp" {
 		to = &net.TCPAddr{IP: ip, Port: p}
 	}
 	for _, t := range ut.taps {

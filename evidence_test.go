@@ -2,6 +2,7 @@ package upstreamtier
 
 import (
 	"fmt"
+	"net"
 	"testing"
 	"time"
 
@@ -265,5 +266,36 @@ func TestSilentUpstreamLeftForNextTier(t *testing.T) {
 	}
 	if !ut.tiers[0].upstreams()[0].available() {
 		t.Error("marked down before fall pieces of evidence")
+	}
+}
+
+// A query does not wait out the attempt_timeout on an upstream that has
+// never sent anything back: after firstContact it is taken for silent and
+// the query moves on, while the liveness probe, which waits up to the
+// attempt_timeout for the verdict that is evidence, is still in flight.
+func TestFirstContactSilence(t *testing.T) {
+	silent, err := net.ListenPacket("udp", "127.0.0.1:0") // reads, never answers
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	up := startUpstreams(t, 1)
+	ut := newPlugin(t, "upstreamtier {\n tier site "+silent.LocalAddr().String()+"\n tier isp %s\n attempt_timeout 20s\n timeout 25s\n}", up...)
+
+	q := newClientQuery("www.example.org", dns.TypeA)
+	m, err := serve(t, ut, q, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expectFrom(t, q, m, up[0])
+	// Before, the query moved on when the probe or the attempt gave up,
+	// both after the attempt_timeout: one of these was counted first.
+	probes := probeCount.WithLabelValues("", "site", silent.LocalAddr().String(), probeLiveness, "fail")
+	timeouts := attemptFailures.WithLabelValues("", "site", silent.LocalAddr().String(), "timeout")
+	if p, a := testutil.ToFloat64(probes), testutil.ToFloat64(timeouts); p != 0 || a != 0 {
+		t.Fatalf("%v failed liveness probes, %v timed-out attempts when the answer came: the query waited for them", p, a)
+	}
+	if !ut.tiers[0].upstreams()[0].available() {
+		t.Fatal("tier 1 marked down without evidence")
 	}
 }

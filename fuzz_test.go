@@ -218,26 +218,11 @@ func checkParsedStanza(t *testing.T, ut *UpstreamTier) {
 				t.Fatalf("tier %q: upstream %s listed twice, in this tier or another", tr.name, u.Addr())
 			}
 			seen[u.Addr()] = true
-			if ap, err := parseHostPort(u.addr, u.transport); err != nil || ap.String() != u.addr {
+			if ap, err := parseHostPort(u.addr, u.scheme); err != nil || ap.String() != u.addr {
 				t.Fatalf("tier %q: upstream address %q is not normalized (%v)", tr.name, u.addr, err)
 			}
-			switch u.transport {
-			case transport.DNS:
-				if u.udp == nil || u.tcp == nil || u.proxy != nil {
-					t.Fatalf("tier %q: plain DNS upstream %s without its pools", tr.name, u.Addr())
-				}
-			case transport.TLS:
-				hasTLS = true
-				if u.proxy == nil {
-					t.Fatalf("tier %q: DoT upstream %s without a proxy", tr.name, u.Addr())
-				}
-				cfg := u.proxy.GetTransport().GetTLSConfig()
-				if cfg == nil || cfg.InsecureSkipVerify || cfg.ServerName == "" {
-					t.Fatalf("tier %q: DoT upstream %s without a verifying TLS config and a server name", tr.name, u.Addr())
-				}
-			default:
-				t.Fatalf("tier %q: upstream %s with transport %q", tr.name, u.Addr(), u.transport)
-			}
+			hasTLS = hasTLS || u.scheme != transport.DNS
+			checkLink(t, u, ut.dialing())
 		}
 		hasTLS = hasTLS || slices.ContainsFunc(ut.hostNames, func(h *hostName) bool { return h.tier == tr && h.transport == transport.TLS })
 		if !hasTLS && (tr.tlsConfig != nil || tr.tlsServerName != "") {
@@ -246,6 +231,30 @@ func checkParsedStanza(t *testing.T, ut *UpstreamTier) {
 	}
 	if n != ut.upstreams {
 		t.Fatalf("%d upstreams counted, %d in the tiers", ut.upstreams, n)
+	}
+}
+
+// checkLink makes u's link, as startup does, and checks that it is the
+// transport u is written with, verifying certificates against a name.
+func checkLink(t *testing.T, u *Upstream, d dialing) {
+	t.Helper()
+	l := newLink(u, d)
+	defer l.stop()
+	switch l := l.(type) {
+	case *plainLink:
+		if u.scheme != transport.DNS {
+			t.Fatalf("upstream %s: plain DNS link for %s", u.Addr(), u.scheme)
+		}
+	case *proxiedLink:
+		if u.scheme != transport.TLS && u.scheme != transport.HTTPS && u.scheme != transport.QUIC {
+			t.Fatalf("upstream %s: proxied link for %s", u.Addr(), u.scheme)
+		}
+		cfg := l.proxy.GetTransport().GetTLSConfig()
+		if cfg == nil || cfg.InsecureSkipVerify || cfg.ServerName == "" {
+			t.Fatalf("upstream %s without a verifying TLS config and a server name", u.Addr())
+		}
+	default:
+		t.Fatalf("upstream %s: link %T", u.Addr(), l)
 	}
 }
 

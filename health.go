@@ -59,6 +59,10 @@ func newAttemptContext() *attemptContext {
 	return &attemptContext{ctx, end}
 }
 
+// shutdownGrace is how long the client attempts in flight at shutdown
+// may still wait for their answers; probes end at once.
+const shutdownGrace = 500 * time.Millisecond
+
 // lifetime returns the context of probes, which shutdown cancels.
 func (hc *healthCheck) lifetime() context.Context {
 	hc.lifeOnce.Do(hc.begin)

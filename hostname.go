@@ -133,7 +133,7 @@ func (ut *UpstreamTier) resolveHostNames() error {
 		ut.resolver = r
 	}
 	for _, h := range ut.hostNames {
-		addrs, ttl, err := ut.resolver.lookup(h.name)
+		addrs, ttl, err := ut.lookup(h)
 		if err != nil {
 			return fmt.Errorf("%s - Error during parsing: tier %q: host name %s does not resolve: %v", h.at, h.tier.name, h.name, err)
 		}
@@ -155,15 +155,12 @@ func (h *hostName) hostport(a netip.Addr) string {
 
 // newHostUpstream makes the upstream of h at address a.
 func (ut *UpstreamTier) newHostUpstream(h *hostName, a netip.Addr) *Upstream {
-	u := newUpstream(h.hostport(a), h.transport, h.tier, ut.hc)
-	u.host = h
-	if h.transport == transport.TLS {
-		sn := h.serverName
-		if sn == "" && h.tier.tlsServerName == "" {
-			sn = strings.TrimSuffix(h.name, ".") // the name written is the one to verify
-		}
-		u.proxy.SetTLSConfig(tierTLSConfig(h.tier, sn))
+	sn := h.serverName
+	if encrypted(h.transport) && sn == "" && h.tier.tlsServerName == "" {
+		sn = strings.TrimSuffix(h.name, ".") // the name written is the one to verify
 	}
+	u := newUpstream(h.hostport(a), h.transport, sn, h.tier, ut.hc)
+	u.host = h
 	return u
 }
 
@@ -172,7 +169,7 @@ func (ut *UpstreamTier) newHostUpstream(h *hostName, a netip.Addr) *Upstream {
 func (ut *UpstreamTier) upstreamAt(trans, hostport string) *Upstream {
 	for _, t := range ut.tiers {
 		for _, u := range t.upstreams() {
-			if u.transport == trans && u.addr == hostport {
+			if u.scheme == trans && u.addr == hostport {
 				return u
 			}
 		}
@@ -180,11 +177,26 @@ func (ut *UpstreamTier) upstreamAt(trans, hostport string) *Upstream {
 	return nil
 }
 
+// lookup returns h's addresses, those of source_address's IP family when
+// it is set: the others could never be reached.
+func (ut *UpstreamTier) lookup(h *hostName) ([]netip.Addr, time.Duration, error) {
+	addrs, ttl, err := ut.resolver.lookup(h.name)
+	src := ut.pool.Source
+	if err != nil || src == nil {
+		return addrs, ttl, err
+	}
+	addrs = slices.DeleteFunc(addrs, func(a netip.Addr) bool { return a.Is4() != (src.To4() != nil) })
+	if len(addrs) == 0 {
+		return nil, 0, fmt.Errorf("no address of source_address %s's IP family", src)
+	}
+	return addrs, ttl, nil
+}
+
 // follow looks h up again each time its records expire, until shutdown.
 // A failed lookup keeps the last good addresses, and says so.
 func (ut *UpstreamTier) follow(h *hostName) {
 	for ut.hc.sleep(h.ttl) {
-		addrs, ttl, err := ut.resolver.lookup(h.name)
+		addrs, ttl, err := ut.lookup(h)
 		if err != nil {
 			log.Warningf("host name %s of tier %s does not resolve: %v; keeping %v", h.name, h.tier.name, err, h.addrs)
 			resolveFailures.WithLabelValues(ut.hc.server, h.tier.name, h.name).Inc()
@@ -225,7 +237,7 @@ func (ut *UpstreamTier) readdress(h *hostName, addrs []netip.Addr) {
 			continue
 		}
 		u := ut.newHostUpstream(h, a)
-		u.start(ut.attemptTimeout)
+		u.start(ut.dialing())
 		upstreamHealthy.WithLabelValues(ut.hc.server, h.tier.name, u.Addr()).Set(1)
 		ut.initUpstreamMetrics(u)
 		next = append(next, u)
@@ -243,10 +255,7 @@ func (ut *UpstreamTier) readdress(h *hostName, addrs []netip.Addr) {
 func parseHostName(trans, rest string) (name, port string, ok bool) {
 	host, port, err := net.SplitHostPort(rest)
 	if err != nil {
-		host, port = rest, transport.Port
-		if trans == transport.TLS {
-			port = transport.TLSPort
-		}
+		host, port = rest, defaultPort(trans)
 	}
 	if strings.ContainsAny(host, "/[]%:") || !strings.Contains(strings.TrimSuffix(host, "."), ".") {
 		return "", "", false
@@ -262,4 +271,17 @@ func parseHostName(trans, rest string) (name, port string, ok bool) {
 		return "", "", false
 	}
 	return dns.Fqdn(strings.ToLower(host)), port, true
+}
+
+// defaultPort returns the port of trans when none is written.
+func defaultPort(trans string) string {
+	switch trans {
+	case transport.TLS:
+		return transport.TLSPort
+	case transport.HTTPS:
+		return transport.HTTPSPort
+	case transport.QUIC:
+		return transport.QUICPort
+	}
+	return transport.Port
 }

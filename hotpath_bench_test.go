@@ -51,10 +51,10 @@ func BenchmarkServeDNSParallel(b *testing.B) {
 	up := startUpstreams(b, 1)
 	b.Run("upstreamtier", func(b *testing.B) {
 		ut := newPlugin(b, "upstreamtier {\n tier site %s\n}", up...)
-		pool := ut.tiers[0].upstreams()[0].udp
-		before := pool.dials.Load()
+		pool := ut.tiers[0].upstreams()[0].link.(*plainLink).udp
+		before := pool.Dials()
 		benchmarkParallel(b, ut)
-		b.ReportMetric(float64(pool.dials.Load()-before)/float64(b.N), "dials/op")
+		b.ReportMetric(float64(pool.Dials()-before)/float64(b.N), "dials/op")
 	})
 	b.Run("forward", func(b *testing.B) {
 		f := forward.New()

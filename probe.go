@@ -2,6 +2,7 @@ package upstreamtier
 
 import (
 	"math/rand/v2"
+	"sync"
 	"time"
 
 	"github.com/miekg/dns"
@@ -25,7 +26,12 @@ const (
 	riseProbe       = 50 * time.Millisecond
 	allDownProbe    = 50 * time.Millisecond
 	minProbeTimeout = 50 * time.Millisecond
-	standbyJitter   = 0.1 // standby probes are spread by ±10%, so upstreams are not probed in step
+	// firstContact is how long a query waits on the liveness check of an
+	// upstream that has never sent anything back (at startup, or a new
+	// address of a host name) before it is taken for silent: above any
+	// terrestrial RTT, far below the attempt_timeout its probe waits for.
+	firstContact  = 500 * time.Millisecond
+	standbyJitter = 0.1 // standby probes are spread by ±10%, so upstreams are not probed in step
 )
 
 // probe asks the upstream for the health_check domain (type NS) over the
@@ -44,7 +50,8 @@ func (u *Upstream) probe(kind string) *attemptError {
 	wire, err := m.Pack()
 	if err == nil {
 		var ret *dns.Msg
-		ret, err = u.exchange(u.hc.lifetime(), u.proto("udp"), m, newPacket(wire, dns.MinMsgSize, m.Question[0]), deadline)
+		aq := attemptQuery{m, newPacket(wire, dns.MinMsgSize, m.Question[0])}
+		ret, err = u.exchange(u.hc.lifetime(), "udp", aq, deadline)
 		cause = judge(u, question{u.hc.domain, dns.TypeNS, dns.ClassINET}, u.hc.failover, ret, err)
 	} else {
 		cause = classify(u, err)
@@ -210,6 +217,7 @@ func (hc *healthCheck) sleep(d time.Duration) bool {
 type liveness struct {
 	done  chan struct{}
 	alive bool // set before done is closed
+	once  sync.Once
 }
 
 // aliveNow is the check of an upstream that has already answered.
@@ -219,13 +227,16 @@ var aliveNow = func() *liveness {
 	return lc
 }()
 
-// finish gives the check its verdict; a nil check has nobody waiting.
+// finish gives the check its verdict, unless it has one; a nil check has
+// nobody waiting.
 func (lc *liveness) finish(alive bool) {
 	if lc == nil {
 		return
 	}
-	lc.alive = alive
-	close(lc.done)
+	lc.once.Do(func() {
+		lc.alive = alive
+		close(lc.done)
+	})
 }
 
 // checkAlive returns the answer to "has the upstream sent anything back
@@ -245,6 +256,13 @@ func (u *Upstream) checkAlive(t time.Time) *liveness {
 	lc := &liveness{done: make(chan struct{})}
 	h.liveness = lc
 	h.mu.Unlock()
+	if u.health.answered.Load() == 0 {
+		// Nothing is known of it yet, and its probe waits up to the
+		// attempt_timeout: the queries move on after firstContact, the
+		// probe goes on for the verdict that is evidence, shared by
+		// later queries as before.
+		time.AfterFunc(firstContact, func() { lc.finish(false) })
+	}
 
 	started := u.hc.goProbe(func() {
 		start := time.Now()

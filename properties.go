@@ -46,11 +46,16 @@ func init() {
 		{name: "resolver", scope: atTop, parse: (*parser).resolverProperty},
 		{name: "next", scope: atTop, parse: (*parser).next},
 		{name: "next_on_nodata", scope: atTop, parse: (*parser).nextOnNodata},
+		{name: "source_address", scope: atTop, parse: (*parser).sourceAddress},
+		{name: "expire", scope: atTop, parse: (*parser).expire},
+		{name: "max_age", scope: atTop, parse: (*parser).maxAge},
+		{name: "max_idle_conns", scope: atTop, parse: (*parser).maxIdleConns},
 
 		{name: "policy", scope: inTier, parse: (*parser).policy},
 		{name: "except", scope: inTier, parse: (*parser).tierExcept},
 		{name: "tls", scope: inTier, parse: (*parser).tls},
 		{name: "tls_servername", scope: inTier, parse: (*parser).tlsServerName},
+		{name: "doh_method", scope: inTier, parse: (*parser).dohMethod},
 		{name: "force_tcp", scope: inTier, parse: (*parser).transportChoice},
 		{name: "prefer_udp", scope: inTier, parse: (*parser).transportChoice},
 	}

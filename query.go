@@ -7,7 +7,6 @@ import (
 
 	"github.com/coredns/coredns/plugin/metrics"
 	"github.com/coredns/coredns/plugin/pkg/edns"
-	"github.com/coredns/coredns/plugin/pkg/transport"
 	"github.com/coredns/coredns/request"
 
 	"github.com/miekg/dns"
@@ -164,10 +163,6 @@ func (q *query) take() *Upstream {
 // answer or no candidate and no budget is left. It returns the answer and
 // the upstream that gave it.
 func (q *query) resolve(u *Upstream) (*dns.Msg, *Upstream, *attemptError) {
-	if u.transport == transport.TLS {
-		q.launch(u, false)
-		return q.race()
-	}
 	m, err, pending := q.inline(u)
 	if !pending {
 		if err == nil {
@@ -186,11 +181,11 @@ func (q *query) inline(u *Upstream) (m *dns.Msg, err *attemptError, pending bool
 	start := time.Now()
 	limit, checkpoint := q.ut.timing(u)
 	deadline := earliest(start.Add(limit), q.deadline)
-	proto := u.proto(q.clientProto)
+	proto := u.link.network(q.clientProto)
 	q.attempts++
 
 	life := q.ut.hc.attemptLife()
-	a, serr := u.pool(proto).send(life, q.packet, deadline)
+	a, serr := u.link.send(life, q.clientProto, attemptQuery{q.req, q.packet}, deadline)
 	if serr != nil {
 		_, err = q.settle(u, nil, serr, start)
 		q.tap(u, proto, nil, start)
@@ -204,22 +199,17 @@ func (q *query) inline(u *Upstream) (m *dns.Msg, err *attemptError, pending bool
 			o, pending := q.outgoing, a
 			q.goRun(slot, func(ctx context.Context) outcome {
 				ret, rerr := pending.awaitCtx(ctx, deadline)
-				pending.done(rerr)
-				ret, rerr = u.untruncate(ctx, proto, ret, rerr, o.packet, deadline)
+				ret, rerr = pending.finish(ctx, ret, rerr, deadline)
 				return o.report(ctx, u, ret, rerr, proto, start, slot)
 			})
 			return nil, nil, true
 		}
 		ret, rerr = a.awaitCtx(life, deadline) // nobody to hand over to: wait it out here
 	}
-	a.done(rerr)
+	ret, rerr = a.finish(life, ret, rerr, deadline)
 	if rerr != nil && life.Err() != nil { // a reload or shutdown ended it: no verdict
 		return nil, &attemptError{upstream: u, reason: reasonNetwork, err: errAbandoned}, false
 	}
-	if rerr != nil && a.stale(rerr) {
-		ret, rerr = u.pool(proto).exchange(life, q.packet, deadline)
-	}
-	ret, rerr = u.untruncate(life, proto, ret, rerr, q.packet, deadline)
 	m, err = q.settle(u, ret, rerr, start)
 	q.tap(u, proto, m, start)
 	return m, err, false
@@ -382,22 +372,13 @@ func (q *query) launch(u *Upstream, hedge bool) {
 		q.hedges++
 		hedgeCount.WithLabelValues(metrics.WithServer(q.ctx), u.tier.name).Inc()
 	}
-	proto := u.proto(q.clientProto)
-
-	// Each attempt gets its own copy of what it sends: the DoT proxy
-	// rewrites the request's ID, the pool writes its ID into the wire.
-	var req *dns.Msg
-	var pkt packet
-	if u.transport == transport.TLS {
-		req = q.req.Copy()
-	} else {
-		pkt = q.packet.clone()
-	}
+	proto := u.link.network(q.clientProto)
+	aq := attemptQuery{q.req, q.packet.clone()} // the attempt's own wire, which its transport may write into
 	slot := q.track(u, start, checkpoint)
 	o := q.outgoing
 	q.goRun(slot, func(ctx context.Context) outcome {
 		defer o.ut.hedgeDone(hedge)
-		ret, err := u.exchange(ctx, proto, req, pkt, deadline)
+		ret, err := u.exchange(ctx, o.clientProto, aq, deadline)
 		return o.report(ctx, u, ret, err, proto, start, slot)
 	})
 }

@@ -3,6 +3,7 @@ package upstreamtier
 import (
 	"fmt"
 	"net"
+	"net/http"
 	"net/netip"
 	"regexp"
 	"slices"
@@ -96,7 +97,7 @@ func (ut *UpstreamTier) OnStartup() error {
 	}
 	for _, t := range ut.tiers {
 		for _, u := range t.upstreams() {
-			u.start(ut.attemptTimeout)
+			u.start(ut.dialing())
 			upstreamHealthy.WithLabelValues(ut.hc.server, t.name, u.Addr()).Set(1)
 		}
 	}
@@ -228,6 +229,12 @@ func (p *parser) finish() error {
 				return p.errAt(p.exceptLines[t], "tier %q: except %s changes nothing: the top-level except on line %d already leaves it to the next plugin", t.name, z, p.lines["except"])
 			}
 		}
+	}
+	if err := p.checkSourceFamily(); err != nil {
+		return err
+	}
+	if err := p.checkMaxAge(); err != nil {
+		return err
 	}
 	if ut.failover == nil {
 		ut.failover = rcodeSet(defaultFailover)
@@ -510,7 +517,7 @@ func (p *parser) tierLine() error {
 	if err != nil {
 		return err
 	}
-	p.tier = &Tier{name: name, index: len(p.ut.tiers), policy: &random{}, opts: proxy.Options{HCRecursionDesired: true, HCDomain: "."}}
+	p.tier = &Tier{name: name, index: len(p.ut.tiers), policy: &random{}, opts: proxy.Options{HCRecursionDesired: true, HCDomain: "."}, dohMethod: http.MethodPost}
 	p.tos = tos
 	if err := p.tierBlock(); err != nil {
 		return err
@@ -567,8 +574,8 @@ func (p *parser) finishTier(line int) error {
 		return p.errAt(p.exceptLines[t], "tier %q: except %s is outside FROM (%s): it changes nothing", t.name, z, strings.Join(p.ut.from, " "))
 	}
 	for _, to := range p.tos {
-		if to.transport == "tls" && to.serverName == "" && t.tlsServerName == "" && to.name == "" {
-			return p.errAt(line, "tier %q: %s has no server name to verify its certificate against: write tls://IP%%NAME, or tls_servername NAME in the tier's block", t.name, to.arg)
+		if encrypted(to.transport) && to.serverName == "" && t.tlsServerName == "" && to.name == "" {
+			return p.errAt(line, "tier %q: %s has no server name to verify its certificate against: write %s://IP%%NAME, or tls_servername NAME in the tier's block", t.name, to.arg, to.transport)
 		}
 	}
 	p.addUpstreams(t, line)
@@ -598,8 +605,8 @@ func (p *parser) transportChoice() error {
 	if p.c.NextArg() {
 		return p.c.Errf("%s takes no arguments", prop)
 	}
-	if p.countTLS() == len(p.tos) {
-		return p.c.Errf("tier %q: %s does nothing here: every upstream of the tier is tls://, which is always TCP", t.name, prop)
+	if p.countEncrypted() == len(p.tos) {
+		return p.c.Errf("tier %q: %s does nothing here: every upstream of the tier is %s, which choose their own transport", t.name, prop, encryptedForms)
 	}
 	if prop == "force_tcp" {
 		t.opts.ForceTCP = true

@@ -151,16 +151,37 @@ func TestSetupInvalid(t *testing.T) {
 		{"not an IP", "upstreamtier {\n tier a not-an-ip\n}", 2, `tier "a": not-an-ip: not an IP address or file "not-an-ip"`},
 		{"not an IP, tier with a block", "upstreamtier {\n tier a not-an-ip {\n  policy random\n }\n}", 2, `not an IP address or file "not-an-ip"`},
 		{"duplicate upstream, tier with a block", "upstreamtier {\n tier a 1.1.1.1 1.1.1.1:53 {\n  policy random\n }\n}", 2, `upstream 1.1.1.1:53 listed twice`},
-		{"server name without tls://", "upstreamtier {\n tier a 1.1.1.1%cloudflare-dns.com\n}", 2, `a server name (%name) is only for tls:// upstreams`},
-		{"server name with dns://", "upstreamtier {\n tier a dns://1.1.1.1%x:53\n}", 2, `only for tls:// upstreams`},
+		{"server name without tls://", "upstreamtier {\n tier a 1.1.1.1%cloudflare-dns.com\n}", 2, `a server name (%name) is only for tls://, https:// and quic:// upstreams`},
+		{"server name with dns://", "upstreamtier {\n tier a dns://1.1.1.1%x:53\n}", 2, `only for tls://, https:// and quic:// upstreams`},
 		{"IPv4 out of range", "upstreamtier {\n tier a 300.1.1.1\n}", 2, `not an IP address or file "300.1.1.1"`},
 		{"garbage after the upstreams", "upstreamtier {\n tier a 1.1.1.1 8.8.8.8 garbage\n}", 2, `tier "a": garbage: not an IP address or file "garbage"`},
 		{"port zero", "upstreamtier {\n tier a 1.1.1.1:0\n}", 2, `port "0" is not a number between 1 and 65535`},
 		{"port too large", "upstreamtier {\n tier a 1.1.1.1:99999\n}", 2, `port "99999" is not a number between 1 and 65535`},
 		{"port not a number", "upstreamtier {\n tier a 1.1.1.1:abc\n}", 2, `port "abc" is not a number between 1 and 65535`},
 		{"tls port too large", "upstreamtier {\n tier a tls://1.1.1.1%one.one.one.one:70000\n}", 2, `port "70000" is not a number between 1 and 65535`},
-		{"https transport", "upstreamtier {\n tier a https://1.1.1.1\n}", 2, "transport https:// is not supported"},
-		{"quic transport", "upstreamtier {\n tier a quic://1.1.1.1\n}", 2, "transport quic:// is not supported"},
+		{"https without a server name", "upstreamtier {\n tier a https://1.1.1.1\n}", 2, "https://1.1.1.1 has no server name to verify its certificate against: write https://IP%NAME"},
+		{"quic without a server name", "upstreamtier {\n tier a quic://1.1.1.1\n}", 2, "quic://1.1.1.1 has no server name"},
+		{"https with a path", "upstreamtier {\n tier a https://1.1.1.1%dns.quad9.net/dns-query\n}", 2, "a path is not allowed: DNS over HTTPS is asked at /dns-query"},
+		{"https link-local", "upstreamtier {\n tier a https://[fe80::1%lo]:443\n}", 2, "link-local address fe80::1 cannot be a https:// upstream"},
+		{"doh_method without https", "upstreamtier {\n tier a tls://1.1.1.1%x.example {\n  doh_method GET\n }\n}", 3, `tier "a": doh_method is for https:// upstreams, and the tier has none`},
+		{"doh_method unknown", "upstreamtier {\n tier a https://1.1.1.1%x.example {\n  doh_method PUT\n }\n}", 3, "doh_method needs GET or POST"},
+		{"doh_method at the top", "upstreamtier {\n tier a https://1.1.1.1%x.example\n doh_method GET\n}", 3, "doh_method belongs in a tier's block"},
+		{"tls_servername for quic twice", "upstreamtier {\n tier a quic://1.1.1.1%x.example {\n  tls_servername y.example\n }\n}", 3, "server name given twice"},
+		{"force_tcp with only encrypted upstreams", "upstreamtier {\n tier a https://1.1.1.1%x.example quic://1.0.0.1%x.example {\n  force_tcp\n }\n}", 3, "every upstream of the tier is tls://, https:// and quic://"},
+		{"same DoH server twice", "upstreamtier {\n tier a https://1.1.1.1%x.example\n tier b https://1.1.1.1:443%y.example\n}", 3, `already in tier "a"`},
+
+		// Connection options.
+		{"source_address without an address", "upstreamtier {\n tier a 1.1.1.1\n source_address\n}", 3, "source_address needs one IP address"},
+		{"source_address a name", "upstreamtier {\n tier a 1.1.1.1\n source_address eth0\n}", 3, `source_address "eth0" is not an IP address`},
+		{"source_address unspecified", "upstreamtier {\n tier a 1.1.1.1\n source_address 0.0.0.0\n}", 3, "0.0.0.0 is the unspecified address"},
+		{"source_address of the other family", "upstreamtier {\n tier a 1.1.1.1\n tier b [2001:db8::1]:53\n source_address 10.0.0.1\n}", 4, `source_address 10.0.0.1 cannot reach upstream [2001:db8::1]:53 of tier "b": the IP families differ`},
+		{"source_address in a tier", "upstreamtier {\n tier a 1.1.1.1 {\n  source_address 10.0.0.1\n }\n}", 3, "source_address belongs at the top"},
+		{"expire not a duration", "upstreamtier {\n tier a 1.1.1.1\n expire soon\n}", 3, `expire: "soon" is not a duration`},
+		{"expire out of bounds", "upstreamtier {\n tier a 1.1.1.1\n expire 10ms\n}", 3, "expire 10ms is out of bounds: expected between 100ms and 1h0m0s"},
+		{"max_age out of bounds", "upstreamtier {\n tier a 1.1.1.1\n max_age 48h\n}", 3, "max_age 48h0m0s is out of bounds"},
+		{"max_age below expire", "upstreamtier {\n tier a 1.1.1.1\n max_age 5s\n expire 10s\n}", 3, "max_age 5s is shorter than expire 10s"},
+		{"max_idle_conns negative", "upstreamtier {\n tier a 1.1.1.1\n max_idle_conns -1\n}", 3, `max_idle_conns: "-1" is not a number between 0 and 65535`},
+		{"max_idle_conns twice", "upstreamtier {\n tier a 1.1.1.1\n max_idle_conns 1\n max_idle_conns 2\n}", 4, "max_idle_conns given twice"},
 		{"grpc transport", "upstreamtier {\n tier a grpc://1.1.1.1\n}", 2, "transport grpc:// is not supported"},
 		{"unix transport", "upstreamtier {\n tier a unix:///run/dns.sock\n}", 2, "transport unix:// is not supported"},
 		{"missing resolv.conf", "upstreamtier {\n tier a /nonexistent/resolv.conf\n}", 2, `failed to open file "/nonexistent/resolv.conf"`},
@@ -173,7 +194,7 @@ func TestSetupInvalid(t *testing.T) {
 		{"duplicate upstream from resolv.conf", "upstreamtier {\n tier a 10.0.0.2 @RESOLV@\n}", 2, "listed twice"},
 
 		// The tier block.
-		{"unknown tier property", "upstreamtier {\n tier a 1.1.1.1 {\n  foo\n }\n}", 3, `tier "a": unknown property "foo"; expected one of policy, except, tls, tls_servername, force_tcp, prefer_udp`},
+		{"unknown tier property", "upstreamtier {\n tier a 1.1.1.1 {\n  foo\n }\n}", 3, `tier "a": unknown property "foo"; expected one of policy, except, tls, tls_servername, doh_method, force_tcp, prefer_udp`},
 		{"unknown policy", "upstreamtier {\n tier a 1.1.1.1 {\n  policy fastest\n }\n}", 3, `unknown policy "fastest"; expected random, round_robin or sequential`},
 		{"policy without argument", "upstreamtier {\n tier a 1.1.1.1 {\n  policy\n }\n}", 3, "policy needs one of random, round_robin, sequential"},
 		{"policy with two arguments", "upstreamtier {\n tier a 1.1.1.1 {\n  policy random sequential\n }\n}", 3, "policy needs one of random, round_robin, sequential"},
@@ -194,8 +215,8 @@ func TestSetupInvalid(t *testing.T) {
 		{"unclosed empty tier block", "upstreamtier {\n tier a 1.1.1.1 {", 2, `tier "a": block is not closed with '}'`},
 		// Checks across the tier line and its block: reported at the
 		// option's line, the message names the tier.
-		{"tls options on a tier without tls://", "upstreamtier {\n tier a 1.1.1.1 8.8.8.8 {\n  tls\n }\n}", 3, `tier "a": tls is for tls:// upstreams, and the tier has none`},
-		{"tls_servername on a tier without tls://", "upstreamtier {\n tier a 1.1.1.1 {\n  tls_servername one.one.one.one\n }\n}", 3, `tier "a": tls_servername is for tls:// upstreams, and the tier has none`},
+		{"tls options on a tier without tls://", "upstreamtier {\n tier a 1.1.1.1 8.8.8.8 {\n  tls\n }\n}", 3, `tier "a": tls is for tls://, https:// and quic:// upstreams, and the tier has none`},
+		{"tls_servername on a tier without tls://", "upstreamtier {\n tier a 1.1.1.1 {\n  tls_servername one.one.one.one\n }\n}", 3, `tier "a": tls_servername is for tls://, https:// and quic:// upstreams, and the tier has none`},
 		// The same server in two tiers, however it is written.
 		{"same upstream in two tiers", "upstreamtier {\n tier a 1.1.1.1\n tier b 1.1.1.1 8.8.8.8\n}", 3, `tier "b": upstream 1.1.1.1 (1.1.1.1:53) is already in tier "a" on line 2`},
 		{"same upstream in two tiers, with dns:// and the port", "upstreamtier {\n tier a 1.1.1.1\n tier b dns://1.1.1.1:53\n}", 3, `is already in tier "a" on line 2`},
@@ -370,6 +391,14 @@ func TestSetupValid(t *testing.T) {
 			desc:  "resolv.conf mixed with addresses",
 			input: "upstreamtier {\n tier a 192.0.2.1 @RESOLV@ 192.0.2.2:5300\n}",
 			tiers: []setupTierWant{{name: "a", addrs: []string{"192.0.2.1:53", "10.0.0.1:53", "10.0.0.2:53", "192.0.2.2:5300"}}},
+		},
+		{
+			desc:  "DoH and DoQ with server names, and the DoH method",
+			input: "upstreamtier {\n tier a https://9.9.9.9%dns.quad9.net quic://94.140.14.14:8853%dns.adguard-dns.com {\n  doh_method GET\n }\n tier b https://[2620:fe::fe] {\n  tls_servername dns.quad9.net\n }\n}",
+			tiers: []setupTierWant{
+				{name: "a", addrs: []string{"https://9.9.9.9:443", "quic://94.140.14.14:8853"}, sn: map[string]string{"https://9.9.9.9:443": "dns.quad9.net", "quic://94.140.14.14:8853": "dns.adguard-dns.com"}},
+				{name: "b", addrs: []string{"https://[2620:fe::fe]:443"}, sn: map[string]string{"https://[2620:fe::fe]:443": "dns.quad9.net"}},
+			},
 		},
 		{
 			desc:  "dns:// prefix",
@@ -688,12 +717,9 @@ func setupCheckTier(t *testing.T, tr *Tier, want setupTierWant) {
 	}
 
 	for _, u := range tr.upstreams() {
-		var cfg *tls.Config
-		if u.proxy != nil {
-			cfg = u.proxy.GetTransport().GetTLSConfig()
-		}
+		cfg := tlsConfigOf(u)
 		sn, isTLS := want.sn[u.Addr()]
-		if !strings.HasPrefix(u.Addr(), "tls://") {
+		if !strings.Contains(u.Addr(), "://") {
 			if isTLS {
 				t.Errorf("tier %q: %s has a server name in the test but is not tls://", want.name, u.Addr())
 			}
@@ -845,4 +871,15 @@ func TestSetupHealthOptions(t *testing.T) {
 			}
 		})
 	}
+}
+
+// tlsConfigOf makes u's link, as startup does, and returns its TLS
+// configuration; nil for plain DNS.
+func tlsConfigOf(u *Upstream) *tls.Config {
+	l := newLink(u, dialing{readTimeout: time.Second})
+	defer l.stop()
+	if p, ok := l.(*proxiedLink); ok {
+		return p.proxy.GetTransport().GetTLSConfig()
+	}
+	return nil
 }

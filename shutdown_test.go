@@ -210,7 +210,7 @@ func waitProbing(t *testing.T, ut *UpstreamTier, addr string) {
 	waitFor(t, "an exchange in flight with "+addr, func() bool {
 		for _, tr := range ut.tiers {
 			for _, u := range tr.upstreams() {
-				if u.addr == addr && u.udp.inUse()+u.tcp.inUse() > 0 {
+				if l, ok := u.link.(*plainLink); ok && u.addr == addr && l.udp.InUse()+l.tcp.InUse() > 0 {
 					return true
 				}
 			}

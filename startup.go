@@ -21,6 +21,9 @@ func (p *parser) checkServer(cfg *dnsserver.Config) error {
 	if err := p.checkForward(cfg.Handler("forward")); err != nil {
 		return err
 	}
+	if err := checkSource(p.ut.pool.Source); err != nil {
+		return p.errAt(p.lines["source_address"], "%v", err)
+	}
 	return p.checkLoop(cfg)
 }
 
@@ -60,7 +63,7 @@ func forwardZone(f *forward.Forward) string {
 func (p *parser) checkLoop(cfg *dnsserver.Config) error {
 	for _, t := range p.ut.tiers {
 		for _, u := range t.upstreams() {
-			if u.transport == transport.DNS && listensOn(cfg, u.addr) {
+			if u.scheme == transport.DNS && listensOn(cfg, u.addr) {
 				return p.errAt(p.upstreams[transport.DNS+"://"+u.addr].line, "tier %q: upstream %s is this server itself: each query would loop back to it", t.name, u.addr)
 			}
 		}

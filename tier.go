@@ -22,6 +22,7 @@ type Tier struct {
 
 	tlsConfig     *tls.Config // set by the tier's tls option, nil otherwise
 	tlsServerName string      // set by tls_servername
+	dohMethod     string      // set by doh_method: POST by default
 }
 
 // Name returns the tier's name as written in the Corefile.

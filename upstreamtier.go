@@ -18,6 +18,8 @@ import (
 	clog "github.com/coredns/coredns/plugin/pkg/log"
 	"github.com/coredns/coredns/request"
 
+	"github.com/upstreamtier/upstreamtier/internal/dnspool"
+
 	"github.com/miekg/dns"
 )
 
@@ -42,6 +44,8 @@ type UpstreamTier struct {
 	handOnNodata   bool         // next_on_nodata: so does NODATA
 	maxConcurrent  int64        // queries in flight at most; 0: no limit
 	concurrent     atomic.Int64
+
+	pool dnspool.Options // how upstreams connect: source_address, expire, max_age, max_idle_conns
 
 	hostNames []*hostName // upstreams written as host names
 	resolver  resolver    // looks them up

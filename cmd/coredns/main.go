@@ -51,6 +51,7 @@ import (
 	_ "github.com/coredns/coredns/plugin/secondary"
 	_ "github.com/coredns/coredns/plugin/template"
 	_ "github.com/coredns/coredns/plugin/timeouts"
+	_ "github.com/coredns/coredns/plugin/tls"
 	_ "github.com/coredns/coredns/plugin/transfer"
 	_ "github.com/coredns/coredns/plugin/whoami"
 )
@@ -59,7 +60,7 @@ import (
 // with upstreamtier right before forward so that either can be the last
 // word for a zone.
 var directives = []string{
-	"root", "metadata", "cancel", "timeouts", "reload", "nsid", "bufsize",
+	"root", "metadata", "cancel", "tls", "timeouts", "reload", "nsid", "bufsize",
 	"bind", "debug", "ready", "health", "pprof", "prometheus", "errors",
 	"log", "dnstap", "local", "dns64", "any", "chaos", "loadbalance",
 	"rewrite", "autopath", "acl", "cache", "header", "minimal", "template",

@@ -1,0 +1,177 @@
+package dnspool
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"io"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// Conn is a connection of a pool. While an attempt holds it, it carries
+// that attempt's query: the connection is the attempt's alone until Done.
+type Conn struct {
+	dns.Conn
+	pool    *Pool
+	created time.Time // when it was dialled, for MaxAge
+	used    time.Time // when it was last put back
+	slot    int       // its index in the pool's busy list while in use
+
+	// The attempt holding it.
+	pooled  bool   // it was idle in the pool, not dialled for the attempt
+	spoiled bool   // something may still touch it: never reuse it
+	id      uint16 // the query's ID
+	size    int    // the largest answer over UDP: the client's buffer size
+}
+
+// ErrWrongID is the error of an answer with another ID over TCP, where no
+// late answer to an earlier query can arrive.
+var ErrWrongID = errors.New("answer with another ID over TCP")
+
+// Send writes the packed query wire to the upstream under a fresh random
+// ID and returns the connection the answer will come on; a dial ends at
+// the deadline or when ctx is done. size is the largest answer the client
+// takes over UDP. wire's first two bytes get the ID. A pooled connection
+// the upstream closed while idle is replaced by a fresh one.
+func (p *Pool) Send(ctx context.Context, wire []byte, size int, deadline time.Time) (*Conn, error) {
+	for {
+		c, err := p.get(ctx, deadline)
+		if err != nil {
+			return nil, err
+		}
+		c.id, c.size, c.spoiled = queryID(), max(size, dns.MinMsgSize), false
+		c.UDPSize = uint16(c.size)
+		binary.BigEndian.PutUint16(wire, c.id)
+		c.SetWriteDeadline(deadline)
+		if _, err := c.Write(wire); err != nil {
+			p.discard(c)
+			if c.pooled {
+				continue // the upstream closed it while idle: dial afresh
+			}
+			return nil, err
+		}
+		return c, nil
+	}
+}
+
+// queryID returns a random query ID from the system's CSPRNG, as dns.Id
+// does, without its allocation.
+func queryID() uint16 {
+	var b [2]byte
+	rand.Read(b[:])
+	return binary.BigEndian.Uint16(b[:])
+}
+
+// Await reads the answer into buf, or into a buffer of its own if it may
+// not fit, until the deadline or until the pool is closed. Over UDP a
+// datagram with another ID is skipped: a late answer to an earlier query
+// on this socket, or a spoof; the kernel already dropped datagrams from
+// any address but the upstream's, as the socket is connected. A timeout
+// leaves the attempt waiting: Await may be called again.
+func (c *Conn) Await(buf []byte, deadline time.Time) ([]byte, error) {
+	c.SetReadDeadline(deadline)
+	return c.read(buf)
+}
+
+// AwaitCtx is Await that also ends when ctx is done, with ctx's error.
+// The wake-up is a read deadline in the past, set from another goroutine,
+// which is why the connection is not reused after that.
+func (c *Conn) AwaitCtx(ctx context.Context, buf []byte, deadline time.Time) ([]byte, error) {
+	c.SetReadDeadline(deadline)
+	stop := context.AfterFunc(ctx, func() { c.SetReadDeadline(aLongTimeAgo) })
+	p, err := c.read(buf)
+	if !stop() {
+		c.spoiled = true
+		if err != nil {
+			err = ctx.Err()
+		}
+	}
+	return p, err
+}
+
+// aLongTimeAgo is a deadline that has passed: it wakes a blocked read.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// read reads until the attempt's answer, an error or the read deadline.
+func (c *Conn) read(buf []byte) ([]byte, error) {
+	udp := c.pool.proto == "udp"
+	for {
+		p, err := c.readMessage(udp, buf)
+		if err != nil {
+			if udp && errors.Is(err, dns.ErrShortRead) {
+				continue
+			}
+			return nil, err
+		}
+		if binary.BigEndian.Uint16(p) != c.id {
+			if udp {
+				continue
+			}
+			return nil, ErrWrongID
+		}
+		return p, nil
+	}
+}
+
+// readMessage reads one message into buf, or into a buffer of its own if
+// it may not fit: a datagram up to the client's buffer size, a TCP message
+// up to the size its length says.
+func (c *Conn) readMessage(udp bool, buf []byte) ([]byte, error) {
+	nc := c.Conn.Conn
+	var n int
+	var err error
+	if udp {
+		if c.size > len(buf) {
+			buf = make([]byte, c.size)
+		}
+		n, err = nc.Read(buf[:c.size])
+	} else {
+		if len(buf) < 2 {
+			buf = make([]byte, 2)
+		}
+		if _, err := io.ReadFull(nc, buf[:2]); err != nil {
+			return nil, err
+		}
+		size := int(binary.BigEndian.Uint16(buf))
+		if size > len(buf) {
+			buf = make([]byte, size)
+		}
+		n, err = io.ReadFull(nc, buf[:size])
+	}
+	if err != nil {
+		return nil, err
+	}
+	if n < 12 {
+		return nil, dns.ErrShortRead
+	}
+	return buf[:n], nil
+}
+
+// Done releases the connection after the attempt's last Await: back to
+// the pool after a clean exchange, or after a UDP timeout (a late answer
+// that still comes has this attempt's ID, which the next attempt on the
+// socket skips as it does any other); closed otherwise: a TCP stream may
+// still carry the answer, and a connection woken from another goroutine
+// may be woken again. It reports whether err says that a pooled TCP
+// connection had been closed by the upstream before we used it: then the
+// query deserves one more try, on a fresh connection.
+func (c *Conn) Done(err error) (stale bool) {
+	stale = c.pooled && c.pool.proto == "tcp" &&
+		(errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE))
+	if (err == nil || c.pool.proto == "udp" && isTimeout(err)) && !c.spoiled {
+		c.pool.put(c)
+		return stale
+	}
+	c.pool.discard(c)
+	return stale
+}
+
+// isTimeout reports whether err is a deadline that passed.
+func isTimeout(err error) bool {
+	return errors.Is(err, os.ErrDeadlineExceeded)
+}

@@ -1,0 +1,222 @@
+// Package dnspool keeps the connections of plain DNS (RFC 1035 over UDP
+// and TCP) to one upstream, and runs one query at a time on each.
+//
+// Plain DNS goes through this pool and not through CoreDNS's pkg/proxy
+// because the proxy reads until its fixed read timeout and rewrites the
+// request's ID in place: an attempt could not stop at its own (adaptive)
+// deadline, and a hedge could not run beside it without copying the
+// request. Here a connection belongs to exactly one attempt until it is
+// put back, and the attempt sets its own deadlines.
+//
+// The pool also knows the connections in use, so that closing it at
+// shutdown ends every read still waiting on the upstream.
+package dnspool
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// Options are the pool's connection settings; the zero value is the
+// default of each.
+type Options struct {
+	Source  net.IP        // local address to send from; nil lets the kernel choose
+	Expire  time.Duration // how long an idle connection is kept; 0 is DefaultExpire
+	MaxAge  time.Duration // how long a connection is used at all; 0 is no limit
+	MaxIdle int           // idle connections kept; 0 is as many as are in use, at least DefaultMaxIdle
+}
+
+const (
+	// DefaultMaxIdle bounds the idle connections kept while fewer are in
+	// use, unless Options.MaxIdle says otherwise.
+	DefaultMaxIdle = 64
+	// DefaultExpire is how long an idle connection is kept: below the
+	// usual TCP idle timeouts of resolvers, so we rarely write to a
+	// closed one.
+	DefaultExpire = 5 * time.Second
+)
+
+// Pool keeps idle connections to one upstream over one protocol, so a
+// query does not pay a dial (or, over TCP, a handshake) each time.
+type Pool struct {
+	addr  string
+	proto string // "udp" or "tcp"
+	opts  Options
+
+	mu     sync.Mutex
+	idle   []*Conn // most recently used last
+	busy   []*Conn // in use by an attempt, in no order
+	closed bool
+
+	dials atomic.Int64
+}
+
+// ErrClosed is the error of an attempt started after the pool was closed.
+var ErrClosed = errors.New("connection pool closed: shutting down")
+
+// New returns a pool of proto ("udp" or "tcp") connections to addr.
+func New(addr, proto string, opts Options) *Pool {
+	if opts.Expire <= 0 {
+		opts.Expire = DefaultExpire
+	}
+	return &Pool{addr: addr, proto: proto, opts: opts}
+}
+
+// Dials returns the number of connections dialled so far.
+func (p *Pool) Dials() int64 { return p.dials.Load() }
+
+// InUse returns the number of connections attempts hold now.
+func (p *Pool) InUse() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.busy)
+}
+
+// get returns an idle connection, or dials a new one until deadline or
+// until ctx is done.
+func (p *Pool) get(ctx context.Context, deadline time.Time) (*Conn, error) {
+	now := time.Now()
+	p.mu.Lock()
+	for len(p.idle) > 0 && !p.closed {
+		c := p.idle[len(p.idle)-1]
+		p.idle[len(p.idle)-1] = nil
+		p.idle = p.idle[:len(p.idle)-1]
+		if p.fresh(c, now) {
+			c.pooled = true
+			p.hold(c)
+			p.mu.Unlock()
+			return c, nil
+		}
+		c.Close()
+	}
+	closed := p.closed
+	p.mu.Unlock()
+	if closed {
+		return nil, ErrClosed
+	}
+	return p.dial(ctx, deadline)
+}
+
+// fresh reports whether the idle connection c may still be used at now.
+func (p *Pool) fresh(c *Conn, now time.Time) bool {
+	if now.Sub(c.used) >= p.opts.Expire {
+		return false
+	}
+	return p.opts.MaxAge <= 0 || now.Sub(c.created) < p.opts.MaxAge
+}
+
+// dial opens a new connection, held by the caller.
+func (p *Pool) dial(ctx context.Context, deadline time.Time) (*Conn, error) {
+	p.dials.Add(1)
+	d := net.Dialer{Deadline: deadline, LocalAddr: p.localAddr()}
+	nc, err := d.DialContext(ctx, p.proto, p.addr)
+	if err != nil {
+		return nil, err
+	}
+	c := &Conn{Conn: dns.Conn{Conn: nc}, pool: p, created: time.Now()}
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		nc.Close()
+		return nil, ErrClosed
+	}
+	p.hold(c)
+	p.mu.Unlock()
+	return c, nil
+}
+
+// localAddr is the address to dial from, or nil.
+func (p *Pool) localAddr() net.Addr {
+	switch {
+	case p.opts.Source == nil:
+		return nil
+	case p.proto == "tcp":
+		return &net.TCPAddr{IP: p.opts.Source}
+	}
+	return &net.UDPAddr{IP: p.opts.Source}
+}
+
+// hold records, with p.mu held, that c is in use.
+func (p *Pool) hold(c *Conn) {
+	c.slot = len(p.busy)
+	p.busy = append(p.busy, c)
+}
+
+// release records, with p.mu held, that c is no longer in use; false if
+// the pool had already let go of it (it was closed).
+func (p *Pool) release(c *Conn) bool {
+	i := c.slot
+	if i < 0 || i >= len(p.busy) || p.busy[i] != c {
+		return false
+	}
+	last := len(p.busy) - 1
+	p.busy[i] = p.busy[last]
+	p.busy[i].slot = i
+	p.busy[last] = nil
+	p.busy = p.busy[:last]
+	c.slot = -1
+	return true
+}
+
+// put gives a connection back after a clean exchange. Unless MaxIdle
+// says otherwise, the pool keeps as many idle connections as are in use,
+// at least DefaultMaxIdle, so that a steady concurrency is served without
+// dials.
+func (p *Pool) put(c *Conn) {
+	limit := p.opts.MaxIdle
+	p.mu.Lock()
+	if limit <= 0 {
+		limit = max(DefaultMaxIdle, len(p.busy))
+	}
+	if !p.release(c) || p.closed || len(p.idle) >= limit {
+		p.mu.Unlock()
+		c.Close()
+		return
+	}
+	c.used = time.Now()
+	p.idle = append(p.idle, c)
+	p.mu.Unlock()
+}
+
+// discard closes a connection that may not be used again.
+func (p *Pool) discard(c *Conn) {
+	p.mu.Lock()
+	p.release(c)
+	p.mu.Unlock()
+	c.Close()
+}
+
+// Close closes the idle connections and refuses new attempts. The
+// attempts in flight get grace for their answers, so a reload does not
+// fail the queries it catches; then their connections are closed too,
+// which ends any read still waiting on the upstream.
+func (p *Pool) Close(grace time.Duration) {
+	p.mu.Lock()
+	idle := p.idle
+	p.idle, p.closed = nil, true
+	p.mu.Unlock()
+	for _, c := range idle {
+		c.Close()
+	}
+	time.AfterFunc(grace, p.closeBusy)
+}
+
+// closeBusy closes the connections still in use.
+func (p *Pool) closeBusy() {
+	p.mu.Lock()
+	busy := p.busy
+	for _, c := range busy {
+		c.slot = -1
+	}
+	p.busy = nil
+	p.mu.Unlock()
+	for _, c := range busy {
+		c.Close()
+	}
+}

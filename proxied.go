@@ -1,0 +1,132 @@
+package upstreamtier
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"os"
+	"runtime"
+	"time"
+
+	"github.com/coredns/coredns/plugin/pkg/proxy"
+	"github.com/coredns/coredns/plugin/pkg/transport"
+	"github.com/coredns/coredns/request"
+
+	"github.com/miekg/dns"
+)
+
+// proxiedLink carries DNS over TLS, HTTPS (RFC 8484) or QUIC (RFC 9250)
+// through CoreDNS's pkg/proxy, which brings the handshakes, session
+// resumption, connection reuse, HTTP/2 and QUIC streams.
+//
+// For DoT the proxy honours its context only while it dials and shakes
+// hands; once the query is written it reads until its own read timeout
+// (attempt_timeout), whatever the context says, and a proxy stopped at
+// shutdown does not close the connections in use. So every exchange runs
+// in a goroutine of its own and the attempt waits for it only until its
+// deadline or until its context is done (the query was answered
+// elsewhere, or the plugin shuts down): an attempt, a probe or a shutdown
+// never waits on the network; the proxy's goroutine ends at its read
+// timeout, and costs nothing but itself until then.
+type proxiedLink struct {
+	proxy *proxy.Proxy
+	proto string // what the transport runs over: "udp" for QUIC, "tcp" otherwise
+}
+
+// newProxied returns the link of u, a tls://, https:// or quic:// upstream.
+// Certificates are always verified, against the upstream's server name.
+func newProxied(u *Upstream, d dialing) *proxiedLink {
+	p := proxy.NewProxy(pluginName, u.addr, u.scheme)
+	cfg := tierTLSConfig(u.tier, u.serverName)
+	if u.scheme == transport.HTTPS {
+		// No client timeout: each request is bounded by its attempt's deadline.
+		p.SetHTTPClient(&http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()})
+		p.SetDOHRequestOptions(u.tier.dohMethod)
+	}
+	p.SetTLSConfig(cfg)
+	p.SetDOHHost(cfg.ServerName)
+	if d.pool.Expire > 0 {
+		p.SetExpire(d.pool.Expire)
+	}
+	p.SetMaxAge(d.pool.MaxAge)
+	p.SetMaxIdleConns(d.pool.MaxIdle)
+	if d.pool.Source != nil {
+		p.SetLocalAddress(d.pool.Source)
+	}
+	p.SetReadTimeout(d.readTimeout)
+	p.Start(time.Second) // only feeds the proxy's own prober, never triggered
+	proto := "tcp"
+	if u.scheme == transport.QUIC {
+		proto = "udp"
+	}
+	return &proxiedLink{proxy: p, proto: proto}
+}
+
+func (l *proxiedLink) network(string) string { return l.proto }
+
+// send starts the exchange in its own goroutine, on a copy of the
+// client's query: the proxy rewrites its ID while it runs.
+func (l *proxiedLink) send(ctx context.Context, _ string, q attemptQuery, deadline time.Time) (pending, error) {
+	ctx, cancel := context.WithDeadline(ctx, deadline)
+	p := &proxiedPending{done: make(chan struct{}), cancel: cancel}
+	req := q.req.Copy()
+	go func() {
+		state := request.Request{W: proxiedWriter{}, Req: req}
+		opts := proxy.Options{ForceTCP: true, TLSConnectDeadline: deadline}
+		p.m, _, _, p.err = l.proxy.Connect(ctx, state, opts)
+		if errors.Is(p.err, proxy.ErrCachedClosed) { // the upstream closed the pooled connection: once more
+			p.m, _, _, p.err = l.proxy.Connect(ctx, state, opts)
+		}
+		close(p.done)
+	}()
+	return p, nil
+}
+
+// stop stops the proxy. Its finalizer is removed before its transport is
+// stopped now, rather than whenever the garbage collector gets to it,
+// because it would stop it a second time, and that panics.
+func (l *proxiedLink) stop() {
+	l.proxy.Stop()
+	runtime.SetFinalizer(l.proxy, nil)
+	l.proxy.GetTransport().Stop()
+}
+
+// proxiedPending is an exchange running in the proxy's goroutine; m and
+// err are its result once done is closed.
+type proxiedPending struct {
+	done   chan struct{}
+	cancel context.CancelFunc
+	m      *dns.Msg
+	err    error
+}
+
+func (p *proxiedPending) await(deadline time.Time) (*dns.Msg, error) {
+	return p.awaitCtx(context.Background(), deadline)
+}
+
+func (p *proxiedPending) awaitCtx(ctx context.Context, deadline time.Time) (*dns.Msg, error) {
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case <-p.done:
+		return p.m, p.err
+	case <-t.C:
+		return nil, os.ErrDeadlineExceeded
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// finish lets the proxy's goroutine go, if it still runs.
+func (p *proxiedPending) finish(_ context.Context, m *dns.Msg, err error, _ time.Time) (*dns.Msg, error) {
+	p.cancel()
+	return m, err
+}
+
+// proxiedWriter is the ResponseWriter of the request handed to pkg/proxy.
+// The proxy only asks it for the transport, to size its buffer: TCP.
+type proxiedWriter struct{ dns.ResponseWriter }
+
+func (proxiedWriter) RemoteAddr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)} }
+func (proxiedWriter) LocalAddr() net.Addr  { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)} }
