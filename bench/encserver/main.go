@@ -1,8 +1,8 @@
 // Command encserver is the encrypted upstream of the bench's encrypted
-// scenarios: CoreDNS serving tls://, https:// and quic:// server blocks. The
-// project's build (cmd/coredns) has no tls plugin to give them a certificate,
-// and CoreDNS's own pulls in ACME modules this module does not require, so
-// this build has a tls directive of its own that takes a certificate and key.
+// scenarios: CoreDNS serving tls://, https:// and quic:// server blocks. It is
+// a build of its own, so the bench does not depend on which plugins
+// cmd/coredns carries, with a minimal tls directive (a certificate and key,
+// nothing else: no ACME).
 package main
 
 import (
