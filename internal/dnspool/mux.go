@@ -235,14 +235,20 @@ func (s *muxSocket) reserve(c *Call) bool {
 	}
 }
 
-// cancel ends c, whose query was not sent: its ID is free again.
+// cancel ends c, whose query was not sent: its ID is free again. If the
+// socket failed meanwhile and its reader handed c an error, that word is
+// taken, so that c is clean for its next use.
 func (s *muxSocket) cancel(c *Call) {
 	s.mu.Lock()
-	if s.waiting[c.id] == c {
+	taken := s.waiting[c.id] != c
+	if !taken {
 		delete(s.waiting, c.id)
 	}
 	s.live--
 	s.mu.Unlock()
+	if taken {
+		<-c.ch
+	}
 }
 
 // retire stops new calls on s and closes it if none is in flight.
