@@ -280,12 +280,11 @@ func (s *muxSocket) read() {
 	for {
 		n, err := s.conn.Read(buf)
 		if err != nil {
+			s.m.retire(s) // before the waiters hear of it: their next query goes elsewhere
 			s.fail(err)
 			if errors.Is(err, syscall.ECONNREFUSED) {
-				s.m.retire(s)
 				continue
 			}
-			s.m.retire(s)
 			s.kill()
 			return
 		}
