@@ -11,16 +11,19 @@ import (
 	"github.com/miekg/dns"
 )
 
-// plainLink carries plain DNS over the upstream's own UDP and TCP pools
-// (internal/dnspool), the transport that serves most queries: no dial, no
-// copy of the request and no goroutine on its path.
+// plainLink carries plain DNS to the upstream: UDP over a multiplexer of
+// a few long-lived sockets (dnspool.Mux), TCP over a pool of connections
+// (dnspool.Pool), the transport that serves most queries: no dial, no copy
+// of the request and no goroutine on its path. Nothing outside this file
+// knows that UDP and TCP attempts are two types.
 type plainLink struct {
-	udp, tcp *dnspool.Pool
-	opts     *proxy.Options // the tier's force_tcp and prefer_udp
+	udp  *dnspool.Mux
+	tcp  *dnspool.Pool
+	opts *proxy.Options // the tier's force_tcp and prefer_udp
 }
 
 func newPlain(addr string, opts *proxy.Options, pool dnspool.Options) *plainLink {
-	return &plainLink{udp: dnspool.New(addr, "udp", pool), tcp: dnspool.New(addr, "tcp", pool), opts: opts}
+	return &plainLink{udp: dnspool.NewMux(addr, pool), tcp: dnspool.New(addr, "tcp", pool), opts: opts}
 }
 
 // network is the protocol a client query over clientProto is sent on,
@@ -35,23 +38,23 @@ func (l *plainLink) network(clientProto string) string {
 	return clientProto
 }
 
-func (l *plainLink) pool(proto string) *dnspool.Pool {
-	if proto == "tcp" {
-		return l.tcp
-	}
-	return l.udp
-}
-
 func (l *plainLink) send(ctx context.Context, clientProto string, q attemptQuery, deadline time.Time) (pending, error) {
-	return l.sendOver(ctx, l.network(clientProto), q.pkt, deadline)
-}
-
-func (l *plainLink) sendOver(ctx context.Context, proto string, pkt packet, deadline time.Time) (*plainPending, error) {
-	c, err := l.pool(proto).Send(ctx, pkt.wire, int(pkt.size), deadline)
+	if l.network(clientProto) == "tcp" {
+		return l.sendTCP(ctx, q.pkt, deadline)
+	}
+	c, err := l.udp.Send(ctx, q.pkt.wire, int(q.pkt.size), deadline)
 	if err != nil {
 		return nil, err
 	}
-	return &plainPending{l: l, conn: c, pkt: pkt, proto: proto}, nil
+	return &udpPending{l: l, call: c, pkt: q.pkt}, nil
+}
+
+func (l *plainLink) sendTCP(ctx context.Context, pkt packet, deadline time.Time) (*plainPending, error) {
+	c, err := l.tcp.Send(ctx, pkt.wire, int(pkt.size), deadline)
+	if err != nil {
+		return nil, err
+	}
+	return &plainPending{l: l, conn: c, pkt: pkt}, nil
 }
 
 func (l *plainLink) stop() {
@@ -59,38 +62,69 @@ func (l *plainLink) stop() {
 	l.tcp.Close(shutdownGrace)
 }
 
-// plainPending is a plain-DNS query waiting on its pooled connection.
+// udpPending is a plain-DNS query over UDP waiting on the multiplexer.
+type udpPending struct {
+	l    *plainLink
+	call *dnspool.Call
+	pkt  packet
+}
+
+func (p *udpPending) await(deadline time.Time) (*dns.Msg, error) {
+	b, err := p.call.Await(deadline)
+	return decode(b, err, &p.pkt, "udp")
+}
+
+func (p *udpPending) awaitCtx(ctx context.Context, deadline time.Time) (*dns.Msg, error) {
+	b, err := p.call.AwaitCtx(ctx, deadline)
+	return decode(b, err, &p.pkt, "udp")
+}
+
+// finish ends the call. The one rule for asking again: over TCP when a
+// tier with prefer_udp got a truncated answer (prefer_udp only says how to
+// ask first). The wire is copied: the query may be copying it for another
+// attempt meanwhile.
+func (p *udpPending) finish(ctx context.Context, m *dns.Msg, err error, deadline time.Time) (*dns.Msg, error) {
+	p.call.Done()
+	if err == nil && m.Truncated && p.l.opts.PreferUDP {
+		m, err = p.l.exchangeTCP(ctx, p.pkt.clone(), deadline)
+	}
+	return m, err
+}
+
+// plainPending is a plain-DNS query over TCP waiting on its pooled
+// connection.
 type plainPending struct {
-	l     *plainLink
-	conn  *dnspool.Conn
-	pkt   packet
-	proto string
+	l    *plainLink
+	conn *dnspool.Conn
+	pkt  packet
 }
 
 func (p *plainPending) await(deadline time.Time) (*dns.Msg, error) {
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
-	return p.decode(p.conn.Await(*bp, deadline))
+	b, err := p.conn.Await(*bp, deadline)
+	return decode(b, err, &p.pkt, "tcp")
 }
 
 func (p *plainPending) awaitCtx(ctx context.Context, deadline time.Time) (*dns.Msg, error) {
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
-	return p.decode(p.conn.AwaitCtx(ctx, *bp, deadline))
+	b, err := p.conn.AwaitCtx(ctx, *bp, deadline)
+	return decode(b, err, &p.pkt, "tcp")
 }
 
-// decode unpacks the answer read. One cut to the client's buffer size
-// over UDP is handed on as a truncated answer, so that the client retries
-// over TCP, as forward does.
-func (p *plainPending) decode(b []byte, err error) (*dns.Msg, error) {
+// decode unpacks the answer read. One cut to the client's
+// buffer size over UDP is handed on as a truncated answer, so that the
+// client retries over TCP, as forward does.
+func decode(b []byte, err error, pkt *packet, proto string) (*dns.Msg, error) {
 	if err != nil {
 		return nil, err
 	}
-	m, err := unpackAnswer(b, &p.pkt)
+	m, err := unpackAnswer(b, pkt)
 	if err == nil {
 		return m, nil
 	}
-	if p.proto == "udp" && len(b) >= max(int(p.pkt.size), dns.MinMsgSize) {
+	if proto == "udp" && len(b) >= max(int(pkt.size), dns.MinMsgSize) {
 		m.Answer, m.Ns, m.Extra, m.Truncated = nil, nil, nil, true
 		return m, nil
 	}
@@ -98,25 +132,20 @@ func (p *plainPending) decode(b []byte, err error) (*dns.Msg, error) {
 }
 
 // finish releases the connection. The one rule for asking again: once,
-// on a fresh connection, when the pooled TCP connection had been closed by
-// the upstream before we used it; and over TCP when a tier with prefer_udp
-// got a truncated answer over UDP (prefer_udp only says how to ask first).
-// The wire is copied for either: the query may be copying it for another
-// attempt meanwhile.
+// on a fresh connection, when the pooled connection had been closed by
+// the upstream before we used it. The wire is copied: the query may be
+// copying it for another attempt meanwhile.
 func (p *plainPending) finish(ctx context.Context, m *dns.Msg, err error, deadline time.Time) (*dns.Msg, error) {
 	if p.conn.Done(err) {
-		m, err = p.l.exchangeOver(ctx, p.proto, p.pkt.clone(), deadline)
-	}
-	if err == nil && m.Truncated && p.proto == "udp" && p.l.opts.PreferUDP {
-		m, err = p.l.exchangeOver(ctx, "tcp", p.pkt.clone(), deadline)
+		m, err = p.l.exchangeTCP(ctx, p.pkt.clone(), deadline)
 	}
 	return m, err
 }
 
-// exchangeOver sends pkt over proto and waits for the answer, with no
-// second try.
-func (l *plainLink) exchangeOver(ctx context.Context, proto string, pkt packet, deadline time.Time) (*dns.Msg, error) {
-	p, err := l.sendOver(ctx, proto, pkt, deadline)
+// exchangeTCP sends pkt over TCP and waits for the answer, with no second
+// try.
+func (l *plainLink) exchangeTCP(ctx context.Context, pkt packet, deadline time.Time) (*dns.Msg, error) {
+	p, err := l.sendTCP(ctx, pkt, deadline)
 	if err != nil {
 		return nil, err
 	}
