@@ -49,12 +49,12 @@ func (l *plainLink) send(ctx context.Context, clientProto string, q attemptQuery
 	return &udpPending{l: l, call: c, pkt: q.pkt}, nil
 }
 
-func (l *plainLink) sendTCP(ctx context.Context, pkt packet, deadline time.Time) (*plainPending, error) {
+func (l *plainLink) sendTCP(ctx context.Context, pkt packet, deadline time.Time) (*tcpPending, error) {
 	c, err := l.tcp.Send(ctx, pkt.wire, int(pkt.size), deadline)
 	if err != nil {
 		return nil, err
 	}
-	return &plainPending{l: l, conn: c, pkt: pkt}, nil
+	return &tcpPending{l: l, conn: c, pkt: pkt}, nil
 }
 
 func (l *plainLink) stop() {
@@ -91,22 +91,22 @@ func (p *udpPending) finish(ctx context.Context, m *dns.Msg, err error, deadline
 	return m, err
 }
 
-// plainPending is a plain-DNS query over TCP waiting on its pooled
+// tcpPending is a plain-DNS query over TCP waiting on its pooled
 // connection.
-type plainPending struct {
+type tcpPending struct {
 	l    *plainLink
 	conn *dnspool.Conn
 	pkt  packet
 }
 
-func (p *plainPending) await(deadline time.Time) (*dns.Msg, error) {
+func (p *tcpPending) await(deadline time.Time) (*dns.Msg, error) {
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
 	b, err := p.conn.Await(*bp, deadline)
 	return decode(b, err, &p.pkt, "tcp")
 }
 
-func (p *plainPending) awaitCtx(ctx context.Context, deadline time.Time) (*dns.Msg, error) {
+func (p *tcpPending) awaitCtx(ctx context.Context, deadline time.Time) (*dns.Msg, error) {
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
 	b, err := p.conn.AwaitCtx(ctx, *bp, deadline)
@@ -135,7 +135,7 @@ func decode(b []byte, err error, pkt *packet, proto string) (*dns.Msg, error) {
 // on a fresh connection, when the pooled connection had been closed by
 // the upstream before we used it. The wire is copied: the query may be
 // copying it for another attempt meanwhile.
-func (p *plainPending) finish(ctx context.Context, m *dns.Msg, err error, deadline time.Time) (*dns.Msg, error) {
+func (p *tcpPending) finish(ctx context.Context, m *dns.Msg, err error, deadline time.Time) (*dns.Msg, error) {
 	if p.conn.Done(err) {
 		m, err = p.l.exchangeTCP(ctx, p.pkt.clone(), deadline)
 	}
