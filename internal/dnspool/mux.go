@@ -255,12 +255,22 @@ func (s *muxSocket) cancel(c *Call) {
 func (s *muxSocket) retire() {
 	s.mu.Lock()
 	s.retired = true
-	last := s.live == 0 && !s.dead
-	s.dead = s.dead || last
+	last := s.drained()
 	s.mu.Unlock()
 	if last {
 		s.close()
 	}
+}
+
+// drained reports, with s.mu held, whether s is retired with no call in
+// flight and not closed yet; then it is marked dead, and the caller, the
+// only one told, closes it.
+func (s *muxSocket) drained() bool {
+	if !s.retired || s.live > 0 || s.dead {
+		return false
+	}
+	s.dead = true
+	return true
 }
 
 // close closes the socket, which ends its reader.
@@ -407,8 +417,7 @@ func (c *Call) Done() {
 		}
 	}
 	s.live--
-	last := s.retired && s.live == 0 && !s.dead
-	s.dead = s.dead || last
+	last := s.drained()
 	s.mu.Unlock()
 	if last {
 		s.close()
