@@ -97,7 +97,7 @@ func prefixed(prefix, s string) string {
 
 // encBlock returns a server block for scheme on port of 127.0.0.1 with the key pair's certificate, answering A queries with ip.
 func encBlock(scheme string, port int, kp keyPair, ip string) string {
-	return fmt.Sprintf("%s://.:%d {\n    bind 127.0.0.1\n    tls %s %s\n    %s\n}\n", scheme, port, kp.cert, kp.key, fmt.Sprintf(encAnswer, ip))
+	return fmt.Sprintf("%s://.:%d {\n    bind 127.0.0.1\n    tls %s %s\n    %s\n}\n", scheme, port, kp.Cert, kp.Key, fmt.Sprintf(encAnswer, ip))
 }
 
 // encUpstream is the encrypted upstream as a forwarder to start: encserver serving blocks,

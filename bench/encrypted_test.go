@@ -45,7 +45,7 @@ func TestEncStanza(t *testing.T) {
 }
 
 func TestEncBlock(t *testing.T) {
-	got := encBlock("quic", 8853, keyPair{cert: "/u.crt", key: "/u.key"}, answerIP)
+	got := encBlock("quic", 8853, keyPair{Cert: "/u.crt", Key: "/u.key"}, answerIP)
 	for _, w := range []string{"quic://.:8853 {", "bind 127.0.0.1", "tls /u.crt /u.key", "IN A " + answerIP, "rcode NOERROR"} {
 		if !strings.Contains(got, w) {
 			t.Errorf("encBlock =\n%s\nwithout %q", got, w)

@@ -10,7 +10,7 @@ import (
 // verifyPair checks p's certificate against the CA file for name and returns the error.
 func verifyPair(t *testing.T, caFile string, p keyPair, name string) error {
 	t.Helper()
-	pair, err := tls.LoadX509KeyPair(p.cert, p.key)
+	pair, err := tls.LoadX509KeyPair(p.Cert, p.Key)
 	if err != nil {
 		t.Fatal(err)
 	}
