@@ -75,7 +75,12 @@ func (l *proxiedLink) send(ctx context.Context, _ string, q attemptQuery, deadli
 		state := request.Request{W: proxiedWriter{}, Req: req}
 		opts := proxy.Options{ForceTCP: true, TLSConnectDeadline: deadline}
 		p.m, _, _, p.err = l.proxy.Connect(ctx, state, opts)
-		if errors.Is(p.err, proxy.ErrCachedClosed) { // the upstream closed the pooled connection: once more
+		// The upstream closed the pooled connection before the query
+		// went out, as a server does after so many queries on one
+		// (miekg/dns's default is 128): try the next one, as forward
+		// does. Each try discards a pooled connection, so it ends with a
+		// new one at the latest.
+		for errors.Is(p.err, proxy.ErrCachedClosed) && ctx.Err() == nil {
 			p.m, _, _, p.err = l.proxy.Connect(ctx, state, opts)
 		}
 		close(p.done)
