@@ -1,7 +1,6 @@
 package upstreamtier
 
 import (
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -15,12 +14,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
-
-	"github.com/coredns/coredns/plugin/pkg/dnstest"
-	"github.com/coredns/coredns/plugin/test"
 
 	"github.com/miekg/dns"
 )
@@ -84,21 +79,25 @@ func startDoTServer(t testing.TB, notBefore, notAfter time.Time, configure func(
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &dns.Server{Listener: l, Net: "tcp-tls", Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
-		m := new(dns.Msg)
-		m.SetReply(r)
-		if strings.HasPrefix(r.Question[0].Name, "tc.") { // a truncated answer, which DoT never needs
-			m.Truncated = true
-			w.WriteMsg(m)
-			return
-		}
-		m.Answer = []dns.RR{&dns.A{Hdr: dns.RR_Header{Name: r.Question[0].Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 30}, A: dotAnswer}}
-		w.WriteMsg(m)
-	})}
+	srv := &dns.Server{Listener: l, Net: "tcp-tls", Handler: dns.HandlerFunc(answerDoT)}
 	configure(srv)
 	go srv.ActivateAndServe()
 	t.Cleanup(func() { srv.Shutdown() })
 	return l.Addr().String(), caFile
+}
+
+// answerDoT answers as the test DoT upstream does: dotAnswer to every
+// query, truncated for names under tc.
+func answerDoT(w dns.ResponseWriter, r *dns.Msg) {
+	m := new(dns.Msg)
+	m.SetReply(r)
+	if strings.HasPrefix(r.Question[0].Name, "tc.") { // a truncated answer, which DoT never needs
+		m.Truncated = true
+		w.WriteMsg(m)
+		return
+	}
+	m.Answer = []dns.RR{&dns.A{Hdr: dns.RR_Header{Name: r.Question[0].Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 30}, A: dotAnswer}}
+	w.WriteMsg(m)
 }
 
 func TestDoT(t *testing.T) {
@@ -158,55 +157,5 @@ func TestDoTTruncatedPreferUDP(t *testing.T) {
 	}
 	if !m.Truncated || m.Id != q.Id {
 		t.Fatalf("want the truncated answer, got\n%s", m)
-	}
-}
-
-// A DoT upstream that closes each connection after a query (as servers do
-// after so many: miekg/dns's default is 128) leaves the pool holding
-// connections it has closed. A query that draws several of them in a row
-// still gets its answer, over a new connection.
-func TestDoTServerClosedPooledConnections(t *testing.T) {
-	const inFlight = 4
-	arrived := make(chan struct{}, inFlight)
-	all := make(chan struct{})
-	addr, caFile := startDoTServer(t, time.Now().Add(-time.Hour), time.Now().Add(time.Hour), func(srv *dns.Server) {
-		srv.MaxTCPQueries = 1
-		answer := srv.Handler
-		var first sync.Once
-		srv.Handler = dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
-			// The first queries wait for each other, so that each has
-			// a connection of its own, and the pool gets them all back.
-			select {
-			case arrived <- struct{}{}:
-				if len(arrived) == inFlight {
-					first.Do(func() { close(all) })
-				}
-				<-all
-			default:
-			}
-			answer.ServeDNS(w, r)
-		})
-	})
-	ut := newPlugin(t, fmt.Sprintf("upstreamtier {\n tier dot tls://%s {\n tls %s\n tls_servername %s\n }\n}", addr, caFile, dotServerName))
-
-	answers := make(chan *dns.Msg, inFlight)
-	for range inFlight {
-		go func() {
-			rec := dnstest.NewRecorder(&test.ResponseWriter{})
-			ut.ServeDNS(context.Background(), rec, newClientQuery("www.example.org", dns.TypeA))
-			answers <- rec.Msg
-		}()
-	}
-	for range inFlight {
-		if m := <-answers; m == nil || m.Rcode != dns.RcodeSuccess {
-			t.Fatalf("a first query got %v", m)
-		}
-	}
-	m, err := serve(t, ut, newClientQuery("www.example.org", dns.TypeA), false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := answerIP(t, m); !got.Equal(dotAnswer) {
-		t.Fatalf("answer %s, want %s", got, dotAnswer)
 	}
 }

@@ -131,27 +131,34 @@ func decode(b []byte, err error, pkt *packet, proto string) (*dns.Msg, error) {
 	return nil, errMalformed
 }
 
-// finish releases the connection. The one rule for asking again: once,
-// on a fresh connection, when the pooled connection had been closed by
-// the upstream before we used it. The wire is copied: the query may be
-// copying it for another attempt meanwhile.
+// finish releases the connection. The one rule for asking again: when
+// the pooled connection had been closed by the upstream before we used it
+// (as a server does when idle, or after so many queries on one: miekg/dns's
+// default is 128), on the next connection, until one was not pooled. Each
+// such try discards a pooled connection, so it ends with a new one at the
+// latest. The wire is copied: the query may be copying it for another
+// attempt meanwhile.
 func (p *tcpPending) finish(ctx context.Context, m *dns.Msg, err error, deadline time.Time) (*dns.Msg, error) {
-	if p.conn.Done(err) {
-		m, err = p.l.exchangeTCP(ctx, p.pkt.clone(), deadline)
+	if !p.conn.Done(err) {
+		return m, err
 	}
-	return m, err
+	return p.l.exchangeTCP(ctx, p.pkt.clone(), deadline)
 }
 
-// exchangeTCP sends pkt over TCP and waits for the answer, with no second
-// try.
+// exchangeTCP sends pkt over TCP and waits for the answer, again on the
+// next connection while the one drawn from the pool had been closed by
+// the upstream.
 func (l *plainLink) exchangeTCP(ctx context.Context, pkt packet, deadline time.Time) (*dns.Msg, error) {
-	p, err := l.sendTCP(ctx, pkt, deadline)
-	if err != nil {
-		return nil, err
+	for {
+		p, err := l.sendTCP(ctx, pkt, deadline)
+		if err != nil {
+			return nil, err
+		}
+		m, err := p.awaitCtx(ctx, deadline)
+		if !p.conn.Done(err) || ctx.Err() != nil {
+			return m, err
+		}
 	}
-	m, err := p.awaitCtx(ctx, deadline)
-	p.conn.Done(err)
-	return m, err
 }
 
 // errMalformed is the error of an answer that does not unpack.

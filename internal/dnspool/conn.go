@@ -159,7 +159,7 @@ func (c *Conn) readMessage(udp bool, buf []byte) ([]byte, error) {
 // still carry the answer, and a connection woken from another goroutine
 // may be woken again. It reports whether err says that a pooled TCP
 // connection had been closed by the upstream before we used it: then the
-// query deserves one more try, on a fresh connection.
+// query deserves another try, on the next connection.
 func (c *Conn) Done(err error) (stale bool) {
 	stale = c.pooled && c.pool.proto == "tcp" &&
 		(errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE))
