@@ -21,10 +21,18 @@ type dotLink struct {
 	pool *dnspool.Pool
 }
 
+// dotExpire is how long an idle DoT connection is kept unless expire says
+// otherwise: CoreDNS's default for encrypted upstreams, as a handshake
+// costs more than keeping a connection.
+const dotExpire = 10 * time.Second
+
 // newDoT returns the link of u, a tls:// upstream.
 func newDoT(u *Upstream, d dialing) *dotLink {
 	opts := d.pool
 	opts.TLS = tierTLSConfig(u.tier, u.serverName)
+	if opts.Expire <= 0 {
+		opts.Expire = dotExpire
+	}
 	return &dotLink{pool: dnspool.New(u.addr, "tcp", opts)}
 }
 

@@ -18,6 +18,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,19 +32,13 @@ type Options struct {
 	Source  net.IP        // local address to send from; nil lets the kernel choose
 	Expire  time.Duration // how long an idle connection is kept; 0 is DefaultExpire
 	MaxAge  time.Duration // how long a connection is used at all; 0 is no limit
-	MaxIdle int           // idle connections kept; 0 is as many as are in use, at least DefaultMaxIdle
+	MaxIdle int           // idle connections kept; 0 is every one put back, until it expires
 	TLS     *tls.Config   // dial TCP through TLS with it (DNS over TLS); nil is plain DNS
 }
 
-const (
-	// DefaultMaxIdle bounds the idle connections kept while fewer are in
-	// use, unless Options.MaxIdle says otherwise.
-	DefaultMaxIdle = 64
-	// DefaultExpire is how long an idle connection is kept: below the
-	// usual TCP idle timeouts of resolvers, so we rarely write to a
-	// closed one.
-	DefaultExpire = 5 * time.Second
-)
+// DefaultExpire is how long an idle connection is kept: below the usual
+// TCP idle timeouts of resolvers, so we rarely write to a closed one.
+const DefaultExpire = 5 * time.Second
 
 // Pool keeps idle connections to one upstream over one protocol, so a
 // query does not pay a dial (or, over TCP, a handshake) each time.
@@ -180,23 +175,45 @@ func (p *Pool) release(c *Conn) bool {
 }
 
 // put gives a connection back after a clean exchange. Unless MaxIdle
-// says otherwise, the pool keeps as many idle connections as are in use,
-// at least DefaultMaxIdle, so that a steady concurrency is served without
-// dials.
+// says otherwise, the pool keeps every connection put back, as many as
+// were in use at once, so that a steady (or bursty) concurrency is served
+// without dials: over TLS a dial is a handshake, which costs the upstream
+// and us more than many queries. The connections idle for Expire are
+// closed here, the least recently used first, so the pool shrinks back
+// when the concurrency does.
 func (p *Pool) put(c *Conn) {
-	limit := p.opts.MaxIdle
+	now := time.Now()
 	p.mu.Lock()
-	if limit <= 0 {
-		limit = max(DefaultMaxIdle, len(p.busy))
-	}
-	if !p.release(c) || p.closed || len(p.idle) >= limit {
+	if !p.release(c) || p.closed || p.opts.MaxIdle > 0 && len(p.idle) >= p.opts.MaxIdle {
 		p.mu.Unlock()
 		c.Close()
 		return
 	}
-	c.used = time.Now()
+	c.used = now
 	p.idle = append(p.idle, c)
+	expired := p.expired(now)
 	p.mu.Unlock()
+	for _, c := range expired {
+		c.Close()
+	}
+}
+
+// expired takes out, with p.mu held, the idle connections unused for
+// Expire at now: the first ones, as idle is in the order they were put
+// back.
+func (p *Pool) expired(now time.Time) []*Conn {
+	n := 0
+	for n < len(p.idle) && now.Sub(p.idle[n].used) >= p.opts.Expire {
+		n++
+	}
+	if n == 0 {
+		return nil
+	}
+	expired := slices.Clone(p.idle[:n])
+	kept := copy(p.idle, p.idle[n:])
+	clear(p.idle[kept:])
+	p.idle = p.idle[:kept]
+	return expired
 }
 
 // discard closes a connection that may not be used again.

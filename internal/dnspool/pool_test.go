@@ -192,3 +192,47 @@ func TestFresh(t *testing.T) {
 		}
 	}
 }
+
+// By default the pool keeps every connection put back, however many were
+// in use at once, so a burst is served again without dials; those idle
+// for expire are closed, the least recently used first.
+func TestIdleKeptUntilExpired(t *testing.T) {
+	up := startUpstream(t)
+	pool := New(up.Addr(), "tcp", Options{})
+	defer pool.Close(0)
+	_, wire := query(t)
+	deadline := time.Now().Add(time.Minute)
+	send := func(n int) {
+		var conns []*Conn
+		for range n {
+			c, err := pool.Send(context.Background(), wire, 1232, deadline)
+			if err != nil {
+				t.Fatal(err)
+			}
+			conns = append(conns, c)
+		}
+		for _, c := range conns {
+			_, err := c.Await(make([]byte, 4096), deadline)
+			c.Done(err)
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	const burst = 100
+	send(burst)
+	send(burst)
+	if d, n := pool.Dials(), len(pool.idle); d != burst || n != burst {
+		t.Fatalf("two bursts of %d: %d dials, %d idle; want %d and %d", burst, d, n, burst, burst)
+	}
+
+	pool.mu.Lock()
+	for _, c := range pool.idle[:burst-1] { // all but the most recently used
+		c.used = c.used.Add(-DefaultExpire)
+	}
+	pool.mu.Unlock()
+	send(1)
+	if n := len(pool.idle); n != 1 {
+		t.Fatalf("%d idle connections after the others expired, want 1", n)
+	}
+}
