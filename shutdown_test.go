@@ -91,8 +91,8 @@ func TestShutdownBlackholed(t *testing.T) {
 	}
 }
 
-// Shutdown does not wait for DoT probes or queries either, not even for a
-// TLS handshake that never ends.
+// Shutdown does not wait for DoT probes or queries either: pkg/proxy
+// ignores its context once it reads, but the plugin does not wait for it.
 func TestShutdownBlackholedDoT(t *testing.T) {
 	// A server that takes the connection and never says a word: the TLS
 	// handshake waits for ever.

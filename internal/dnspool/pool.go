@@ -1,8 +1,7 @@
 // Package dnspool keeps the connections of plain DNS (RFC 1035 over UDP
-// and TCP) or DNS over TLS (RFC 7858) to one upstream, and runs one query
-// at a time on each.
+// and TCP) to one upstream, and runs one query at a time on each.
 //
-// These go through this pool and not through CoreDNS's pkg/proxy
+// Plain DNS goes through this pool and not through CoreDNS's pkg/proxy
 // because the proxy reads until its fixed read timeout and rewrites the
 // request's ID in place: an attempt could not stop at its own (adaptive)
 // deadline, and a hedge could not run beside it without copying the
@@ -15,7 +14,6 @@ package dnspool
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"net"
 	"slices"
@@ -33,7 +31,6 @@ type Options struct {
 	Expire  time.Duration // how long an idle connection is kept; 0 is DefaultExpire
 	MaxAge  time.Duration // how long a connection is used at all; 0 is no limit
 	MaxIdle int           // idle connections kept; 0 is every one put back, until it expires
-	TLS     *tls.Config   // dial TCP through TLS with it (DNS over TLS); nil is plain DNS
 }
 
 // DefaultExpire is how long an idle connection is kept: below the usual
@@ -65,10 +62,6 @@ func New(addr, proto string, opts Options) *Pool {
 	}
 	return &Pool{addr: addr, proto: proto, opts: opts}
 }
-
-// TLSConfig returns the configuration connections are dialled through TLS
-// with, or nil for plain DNS.
-func (p *Pool) TLSConfig() *tls.Config { return p.opts.TLS }
 
 // Dials returns the number of connections dialled so far.
 func (p *Pool) Dials() int64 { return p.dials.Load() }
@@ -113,19 +106,11 @@ func (p *Pool) fresh(c *Conn, now time.Time) bool {
 	return p.opts.MaxAge <= 0 || now.Sub(c.created) < p.opts.MaxAge
 }
 
-// dial opens a new connection, held by the caller. Over TLS the
-// handshake is part of the dial: it too ends at the deadline or when ctx is
-// done.
+// dial opens a new connection, held by the caller.
 func (p *Pool) dial(ctx context.Context, deadline time.Time) (*Conn, error) {
 	p.dials.Add(1)
-	d := &net.Dialer{Deadline: deadline, LocalAddr: p.localAddr()}
-	var nc net.Conn
-	var err error
-	if p.opts.TLS != nil {
-		nc, err = (&tls.Dialer{NetDialer: d, Config: p.opts.TLS}).DialContext(ctx, p.proto, p.addr)
-	} else {
-		nc, err = d.DialContext(ctx, p.proto, p.addr)
-	}
+	d := net.Dialer{Deadline: deadline, LocalAddr: p.localAddr()}
+	nc, err := d.DialContext(ctx, p.proto, p.addr)
 	if err != nil {
 		return nil, err
 	}
@@ -177,7 +162,7 @@ func (p *Pool) release(c *Conn) bool {
 // put gives a connection back after a clean exchange. Unless MaxIdle
 // says otherwise, the pool keeps every connection put back, as many as
 // were in use at once, so that a steady (or bursty) concurrency is served
-// without dials: over TLS a dial is a handshake, which costs the upstream
+// without dials: a dial (over TCP a handshake) costs the upstream
 // and us more than many queries. The connections idle for Expire are
 // closed here, the least recently used first, so the pool shrinks back
 // when the concurrency does.
