@@ -144,23 +144,7 @@ func TestMaxIdle(t *testing.T) {
 	up := startUpstream(t)
 	pool := New(up.Addr(), "udp", Options{MaxIdle: 1})
 	defer pool.Close(0)
-	_, wire := query(t)
-	deadline := time.Now().Add(time.Minute)
-	var conns []*Conn
-	for range 3 {
-		c, err := pool.Send(context.Background(), wire, 1232, deadline)
-		if err != nil {
-			t.Fatal(err)
-		}
-		conns = append(conns, c)
-	}
-	for _, c := range conns {
-		_, err := c.Await(make([]byte, 4096), deadline)
-		c.Done(err)
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	sendAtOnce(t, pool, 3)
 	if n := len(pool.idle); n != 1 {
 		t.Fatalf("%d idle connections kept, want 1", n)
 	}
@@ -200,28 +184,9 @@ func TestIdleKeptUntilExpired(t *testing.T) {
 	up := startUpstream(t)
 	pool := New(up.Addr(), "tcp", Options{})
 	defer pool.Close(0)
-	_, wire := query(t)
-	deadline := time.Now().Add(time.Minute)
-	send := func(n int) {
-		var conns []*Conn
-		for range n {
-			c, err := pool.Send(context.Background(), wire, 1232, deadline)
-			if err != nil {
-				t.Fatal(err)
-			}
-			conns = append(conns, c)
-		}
-		for _, c := range conns {
-			_, err := c.Await(make([]byte, 4096), deadline)
-			c.Done(err)
-			if err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
 	const burst = 100
-	send(burst)
-	send(burst)
+	sendAtOnce(t, pool, burst)
+	sendAtOnce(t, pool, burst)
 	if d, n := pool.Dials(), len(pool.idle); d != burst || n != burst {
 		t.Fatalf("two bursts of %d: %d dials, %d idle; want %d and %d", burst, d, n, burst, burst)
 	}
@@ -231,8 +196,31 @@ func TestIdleKeptUntilExpired(t *testing.T) {
 		c.used = c.used.Add(-DefaultExpire)
 	}
 	pool.mu.Unlock()
-	send(1)
+	sendAtOnce(t, pool, 1)
 	if n := len(pool.idle); n != 1 {
 		t.Fatalf("%d idle connections after the others expired, want 1", n)
+	}
+}
+
+// sendAtOnce sends n queries on the pool, each on a connection of its own,
+// then awaits their answers and gives the connections back.
+func sendAtOnce(t *testing.T, pool *Pool, n int) {
+	t.Helper()
+	_, wire := query(t)
+	deadline := time.Now().Add(time.Minute)
+	var conns []*Conn
+	for range n {
+		c, err := pool.Send(context.Background(), wire, 1232, deadline)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	for _, c := range conns {
+		_, err := c.Await(make([]byte, 4096), deadline)
+		c.Done(err)
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
 }
