@@ -21,14 +21,7 @@ type sourceRecorder struct {
 func startSourceRecorder(t *testing.T) *sourceRecorder {
 	t.Helper()
 	r := &sourceRecorder{from: map[string]int{}}
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", pc.LocalAddr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
+	pc, l := listenUDPTCP(t)
 	r.addr = pc.LocalAddr().String()
 	h := dns.HandlerFunc(func(w dns.ResponseWriter, q *dns.Msg) {
 		ap, _ := netip.ParseAddrPort(w.RemoteAddr().String())
@@ -48,6 +41,26 @@ func startSourceRecorder(t *testing.T) *sourceRecorder {
 	go tcp.ActivateAndServe()
 	t.Cleanup(func() { udp.Shutdown(); tcp.Shutdown() })
 	return r
+}
+
+// listenUDPTCP listens on one port of 127.0.0.1 over UDP and TCP. The
+// kernel picks a free UDP port, which another process may hold over TCP:
+// then another.
+func listenUDPTCP(t *testing.T) (net.PacketConn, net.Listener) {
+	t.Helper()
+	for range 20 {
+		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, err := net.Listen("tcp", pc.LocalAddr().String())
+		if err == nil {
+			return pc, l
+		}
+		pc.Close()
+	}
+	t.Fatal("no port of 127.0.0.1 free over both UDP and TCP in 20 tries")
+	return nil, nil
 }
 
 func (r *sourceRecorder) sources() map[string]int {
