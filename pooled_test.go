@@ -1,15 +1,11 @@
 package upstreamtier
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/coredns/coredns/plugin/pkg/dnstest"
-	"github.com/coredns/coredns/plugin/test"
 
 	"github.com/miekg/dns"
 )
@@ -49,9 +45,8 @@ func checkClosedPooled(t *testing.T, ut *UpstreamTier, inFlight int) {
 	answers := make(chan *dns.Msg, inFlight)
 	for range inFlight {
 		go func() {
-			rec := dnstest.NewRecorder(&test.ResponseWriter{})
-			ut.ServeDNS(context.Background(), rec, newClientQuery("www.example.org", dns.TypeA))
-			answers <- rec.Msg
+			_, m := serveRcode(t, ut, newClientQuery("www.example.org", dns.TypeA))
+			answers <- m
 		}()
 	}
 	for range inFlight {
