@@ -159,3 +159,24 @@ func TestDoTTruncatedPreferUDP(t *testing.T) {
 		t.Fatalf("want the truncated answer, got\n%s", m)
 	}
 }
+
+// A DoT tier whose server takes connections and never finishes the TLS
+// handshake (hung, while its kernel still accepts) is hedged at the
+// attempt's first checkpoint, as a silent plain upstream is: the dial and
+// handshake do not hold the query until the attempt's deadline.
+func TestDoTHungHandshakeHedges(t *testing.T) {
+	addr, accepted := silentTCP(t)
+	fallback := startUpstreams(t, 1)[0]
+	ut := newPlugin(t, "upstreamtier {\n tier site tls://"+addr+"%%"+dotServerName+"\n tier fallback %s\n timeout 30s\n attempt_timeout 30s\n}", fallback)
+	for i := range 3 {
+		q := newClientQuery(fmt.Sprintf("www%d.example.org", i), dns.TypeA)
+		var m *dns.Msg
+		within(t, "a query to a hung DoT tier", func() { m, _ = serve(t, ut, q, false) })
+		expectFrom(t, q, m, fallback)
+	}
+	select {
+	case <-accepted:
+	default:
+		t.Fatal("the DoT tier was never dialled")
+	}
+}

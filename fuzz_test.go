@@ -3,6 +3,7 @@ package upstreamtier
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"flag"
 	"fmt"
 	"os"
@@ -234,6 +235,15 @@ func checkParsedStanza(t *testing.T, ut *UpstreamTier) {
 	}
 }
 
+// checkVerifying checks that u's TLS configuration verifies certificates
+// against a server name.
+func checkVerifying(t *testing.T, u *Upstream, cfg *tls.Config) {
+	t.Helper()
+	if cfg == nil || cfg.InsecureSkipVerify || cfg.ServerName == "" {
+		t.Fatalf("upstream %s without a verifying TLS config and a server name", u.Addr())
+	}
+}
+
 // checkLink makes u's link, as startup does, and checks that it is the
 // transport u is written with, verifying certificates against a name.
 func checkLink(t *testing.T, u *Upstream, d dialing) {
@@ -245,14 +255,16 @@ func checkLink(t *testing.T, u *Upstream, d dialing) {
 		if u.scheme != transport.DNS {
 			t.Fatalf("upstream %s: plain DNS link for %s", u.Addr(), u.scheme)
 		}
+	case *dotLink:
+		if u.scheme != transport.TLS {
+			t.Fatalf("upstream %s: DoT link for %s", u.Addr(), u.scheme)
+		}
+		checkVerifying(t, u, l.pool.TLSConfig())
 	case *proxiedLink:
-		if u.scheme != transport.TLS && u.scheme != transport.HTTPS && u.scheme != transport.QUIC {
+		if u.scheme != transport.HTTPS && u.scheme != transport.QUIC {
 			t.Fatalf("upstream %s: proxied link for %s", u.Addr(), u.scheme)
 		}
-		cfg := l.proxy.GetTransport().GetTLSConfig()
-		if cfg == nil || cfg.InsecureSkipVerify || cfg.ServerName == "" {
-			t.Fatalf("upstream %s without a verifying TLS config and a server name", u.Addr())
-		}
+		checkVerifying(t, u, l.proxy.GetTransport().GetTLSConfig())
 	default:
 		t.Fatalf("upstream %s: link %T", u.Addr(), l)
 	}

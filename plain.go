@@ -40,7 +40,7 @@ func (l *plainLink) network(clientProto string) string {
 
 func (l *plainLink) send(ctx context.Context, clientProto string, q attemptQuery, deadline time.Time) (pending, error) {
 	if l.network(clientProto) == "tcp" {
-		return l.sendTCP(ctx, q.pkt, deadline)
+		return sendTCP(ctx, l.tcp, q.pkt, deadline)
 	}
 	c, err := l.udp.Send(ctx, q.pkt.wire, int(q.pkt.size), deadline)
 	if err != nil {
@@ -49,12 +49,13 @@ func (l *plainLink) send(ctx context.Context, clientProto string, q attemptQuery
 	return &udpPending{l: l, call: c, pkt: q.pkt}, nil
 }
 
-func (l *plainLink) sendTCP(ctx context.Context, pkt packet, deadline time.Time) (*tcpPending, error) {
-	c, err := l.tcp.Send(ctx, pkt.wire, int(pkt.size), deadline)
+// sendTCP sends pkt on a connection of the TCP (or TLS) pool.
+func sendTCP(ctx context.Context, pool *dnspool.Pool, pkt packet, deadline time.Time) (*tcpPending, error) {
+	c, err := pool.Send(ctx, pkt.wire, int(pkt.size), deadline)
 	if err != nil {
 		return nil, err
 	}
-	return &tcpPending{l: l, conn: c, pkt: pkt}, nil
+	return &tcpPending{pool: pool, conn: c, pkt: pkt}, nil
 }
 
 func (l *plainLink) stop() {
@@ -86,15 +87,15 @@ func (p *udpPending) awaitCtx(ctx context.Context, deadline time.Time) (*dns.Msg
 func (p *udpPending) finish(ctx context.Context, m *dns.Msg, err error, deadline time.Time) (*dns.Msg, error) {
 	p.call.Done()
 	if err == nil && m.Truncated && p.l.opts.PreferUDP {
-		m, err = p.l.exchangeTCP(ctx, p.pkt.clone(), deadline)
+		m, err = exchangeTCP(ctx, p.l.tcp, p.pkt.clone(), deadline)
 	}
 	return m, err
 }
 
-// tcpPending is a plain-DNS query over TCP waiting on its pooled
+// tcpPending is a query over plain TCP or TLS waiting on its pooled
 // connection.
 type tcpPending struct {
-	l    *plainLink
+	pool *dnspool.Pool
 	conn *dnspool.Conn
 	pkt  packet
 }
@@ -142,15 +143,15 @@ func (p *tcpPending) finish(ctx context.Context, m *dns.Msg, err error, deadline
 	if !p.conn.Done(err) {
 		return m, err
 	}
-	return p.l.exchangeTCP(ctx, p.pkt.clone(), deadline)
+	return exchangeTCP(ctx, p.pool, p.pkt.clone(), deadline)
 }
 
 // exchangeTCP sends pkt over TCP and waits for the answer, again on the
 // next connection while the one drawn from the pool had been closed by
 // the upstream.
-func (l *plainLink) exchangeTCP(ctx context.Context, pkt packet, deadline time.Time) (*dns.Msg, error) {
+func exchangeTCP(ctx context.Context, pool *dnspool.Pool, pkt packet, deadline time.Time) (*dns.Msg, error) {
 	for {
-		p, err := l.sendTCP(ctx, pkt, deadline)
+		p, err := sendTCP(ctx, pool, pkt, deadline)
 		if err != nil {
 			return nil, err
 		}

@@ -2,7 +2,6 @@ package upstreamtier
 
 import (
 	"context"
-	"errors"
 	"net"
 	"net/http"
 	"os"
@@ -16,25 +15,22 @@ import (
 	"github.com/miekg/dns"
 )
 
-// proxiedLink carries DNS over TLS, HTTPS (RFC 8484) or QUIC (RFC 9250)
+// proxiedLink carries DNS over HTTPS (RFC 8484) or QUIC (RFC 9250)
 // through CoreDNS's pkg/proxy, which brings the handshakes, session
 // resumption, connection reuse, HTTP/2 and QUIC streams.
 //
-// For DoT the proxy honours its context only while it dials and shakes
-// hands; once the query is written it reads until its own read timeout
-// (attempt_timeout), whatever the context says, and a proxy stopped at
-// shutdown does not close the connections in use. So every exchange runs
-// in a goroutine of its own and the attempt waits for it only until its
-// deadline or until its context is done (the query was answered
-// elsewhere, or the plugin shuts down): an attempt, a probe or a shutdown
-// never waits on the network; the proxy's goroutine ends at its read
-// timeout, and costs nothing but itself until then.
+// The proxy's exchange blocks until the answer, the attempt's deadline or
+// the end of its context, and rewrites the request's ID while it runs. So
+// every exchange runs in a goroutine of its own on a copy of the request,
+// and the attempt waits for it only until its deadline or until its
+// context is done (the query was answered elsewhere, or the plugin shuts
+// down), and may wait again, as a hedge does.
 type proxiedLink struct {
 	proxy *proxy.Proxy
 	proto string // what the transport runs over: "udp" for QUIC, "tcp" otherwise
 }
 
-// newProxied returns the link of u, a tls://, https:// or quic:// upstream.
+// newProxied returns the link of u, an https:// or quic:// upstream.
 // Certificates are always verified, against the upstream's server name.
 func newProxied(u *Upstream, d dialing) *proxiedLink {
 	p := proxy.NewProxy(pluginName, u.addr, u.scheme)
@@ -73,16 +69,8 @@ func (l *proxiedLink) send(ctx context.Context, _ string, q attemptQuery, deadli
 	req := q.req.Copy()
 	go func() {
 		state := request.Request{W: proxiedWriter{}, Req: req}
-		opts := proxy.Options{ForceTCP: true, TLSConnectDeadline: deadline}
+		opts := proxy.Options{TLSConnectDeadline: deadline}
 		p.m, _, _, p.err = l.proxy.Connect(ctx, state, opts)
-		// The upstream closed the pooled connection before the query
-		// went out, as a server does after so many queries on one
-		// (miekg/dns's default is 128): try the next one, as forward
-		// does. Each try discards a pooled connection, so it ends with a
-		// new one at the latest.
-		for errors.Is(p.err, proxy.ErrCachedClosed) && ctx.Err() == nil {
-			p.m, _, _, p.err = l.proxy.Connect(ctx, state, opts)
-		}
 		close(p.done)
 	}()
 	return p, nil

@@ -878,8 +878,11 @@ func TestSetupHealthOptions(t *testing.T) {
 func tlsConfigOf(u *Upstream) *tls.Config {
 	l := newLink(u, dialing{readTimeout: time.Second})
 	defer l.stop()
-	if p, ok := l.(*proxiedLink); ok {
-		return p.proxy.GetTransport().GetTLSConfig()
+	switch l := l.(type) {
+	case *dotLink:
+		return l.pool.TLSConfig()
+	case *proxiedLink:
+		return l.proxy.GetTransport().GetTLSConfig()
 	}
 	return nil
 }

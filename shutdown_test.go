@@ -38,6 +38,34 @@ func blackhole(t testing.TB) string {
 	return pc.LocalAddr().String()
 }
 
+// silentTCP is a TCP server on 127.0.0.1 that takes every connection and
+// never says a word, as a hung server whose kernel still accepts: a TLS
+// handshake with it waits for ever. Each connection accepted is sent on
+// accepted (up to 16 unread) and closed when the test ends.
+func silentTCP(t testing.TB) (addr string, accepted <-chan net.Conn) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	conns := make(chan net.Conn, 16)
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			t.Cleanup(func() { c.Close() })
+			select {
+			case conns <- c:
+			default:
+			}
+		}
+	}()
+	return l.Addr().String(), conns
+}
+
 // shutdownWithin runs OnShutdown and fails the test if it has not
 // returned within hangGuard.
 func shutdownWithin(t *testing.T, ut *UpstreamTier) {
@@ -91,28 +119,11 @@ func TestShutdownBlackholed(t *testing.T) {
 	}
 }
 
-// Shutdown does not wait for DoT probes or queries either: pkg/proxy
-// ignores its context once it reads, but the plugin does not wait for it.
+// Shutdown does not wait for DoT probes or queries either, not even for a
+// TLS handshake that never ends.
 func TestShutdownBlackholedDoT(t *testing.T) {
-	// A server that takes the connection and never says a word: the TLS
-	// handshake waits for ever.
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	accepted := make(chan net.Conn, 16)
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			t.Cleanup(func() { c.Close() })
-			accepted <- c
-		}
-	}()
-	ut := newPlugin(t, "upstreamtier {\n tier site tls://"+l.Addr().String()+"%"+dotServerName+"\n timeout 30s\n attempt_timeout 30s\n}")
+	addr, accepted := silentTCP(t)
+	ut := newPlugin(t, "upstreamtier {\n tier site tls://"+addr+"%"+dotServerName+"\n timeout 30s\n attempt_timeout 30s\n}")
 	ut.startProbing()
 	served := serveBackground(t, ut, 1)
 	for range 2 { // the startup probe and the query

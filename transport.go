@@ -11,7 +11,8 @@ import (
 )
 
 // A link carries one upstream's queries over its transport: plain DNS
-// (plain.go), or DNS over TLS, HTTPS or QUIC (proxied.go). Each transport
+// (plain.go), DNS over TLS (dot.go), or DNS over HTTPS or QUIC
+// (proxied.go). Each transport
 // is one type, made in newLink; nothing else knows which one an upstream
 // uses.
 type link interface {
@@ -52,7 +53,7 @@ type attemptQuery struct {
 // dialing is how every upstream of the plugin connects, from the top of
 // its block.
 type dialing struct {
-	readTimeout time.Duration   // attempt_timeout: the longest an encrypted transport waits to read
+	readTimeout time.Duration   // attempt_timeout: the longest DoH or DoQ waits to read
 	pool        dnspool.Options // source_address, expire, max_age, max_idle_conns
 }
 
@@ -63,8 +64,11 @@ func (ut *UpstreamTier) dialing() dialing {
 
 // newLink returns the link of u over its transport.
 func newLink(u *Upstream, d dialing) link {
-	if u.scheme == transport.DNS {
+	switch u.scheme {
+	case transport.DNS:
 		return newPlain(u.addr, &u.tier.opts, d.pool)
+	case transport.TLS:
+		return newDoT(u, d)
 	}
 	return newProxied(u, d)
 }

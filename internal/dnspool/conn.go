@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -22,6 +23,13 @@ type Conn struct {
 	used    time.Time // when it was last put back
 	slot    int       // its index in the pool's busy list while in use
 
+	// A connection dialled for the attempt: dialled is closed once the
+	// dial is over, with dialErr its error; state says whether the
+	// attempt let go of it first. Both are nil for a pooled connection.
+	dialled chan struct{}
+	dialErr error
+	state   atomic.Int32
+
 	// The attempt holding it.
 	pooled  bool   // it was idle in the pool, not dialled for the attempt
 	spoiled bool   // something may still touch it: never reuse it
@@ -34,28 +42,74 @@ type Conn struct {
 var ErrWrongID = errors.New("answer with another ID over TCP")
 
 // Send writes the packed query wire to the upstream under a fresh random
-// ID and returns the connection the answer will come on; a dial ends at
-// the deadline or when ctx is done. size is the largest answer the client
-// takes over UDP. wire's first two bytes get the ID. A pooled connection
-// the upstream closed while idle is replaced by a fresh one.
+// ID and returns the connection the answer will come on: a pooled one, or
+// a new one that is dialled, until the deadline or until ctx is done, and
+// written on in the background (see dial). size is the largest answer the
+// client takes over UDP. wire's first two bytes get the ID. A pooled
+// connection the upstream closed while idle is replaced by a fresh one.
 func (p *Pool) Send(ctx context.Context, wire []byte, size int, deadline time.Time) (*Conn, error) {
+	id := queryID()
+	binary.BigEndian.PutUint16(wire, id)
 	for {
-		c, err := p.get(ctx, deadline)
+		c, err := p.get()
 		if err != nil {
 			return nil, err
 		}
-		c.id, c.size, c.spoiled = queryID(), max(size, dns.MinMsgSize), false
-		c.UDPSize = uint16(c.size)
-		binary.BigEndian.PutUint16(wire, c.id)
+		if c == nil {
+			c = &Conn{pool: p, slot: -1}
+			c.prepare(id, size)
+			p.dial(ctx, c, wire, deadline)
+			return c, nil
+		}
+		c.prepare(id, size)
 		c.SetWriteDeadline(deadline)
 		if _, err := c.Write(wire); err != nil {
 			p.discard(c)
-			if c.pooled {
-				continue // the upstream closed it while idle: dial afresh
-			}
-			return nil, err
+			continue // the upstream closed it while idle
 		}
 		return c, nil
+	}
+}
+
+// The states of a connection dialled for an attempt.
+const (
+	dialling  int32 = iota
+	connected       // the dial is over, the attempt still holds it
+	abandoned       // the attempt let go of it before the dial was over
+)
+
+// prepare sets the connection up for the attempt with query ID id whose
+// client takes answers of size bytes over UDP.
+func (c *Conn) prepare(id uint16, size int) {
+	c.id, c.size, c.spoiled = id, max(size, dns.MinMsgSize), false
+	c.UDPSize = uint16(c.size)
+}
+
+// waitDial waits for the dial of a connection dialled for the attempt,
+// until the deadline or until ctx (if not nil) is done, and returns its
+// error.
+func (c *Conn) waitDial(ctx context.Context, deadline time.Time) error {
+	if c.dialled == nil {
+		return nil
+	}
+	select {
+	case <-c.dialled:
+		return c.dialErr
+	default:
+	}
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	var done <-chan struct{}
+	if ctx != nil {
+		done = ctx.Done()
+	}
+	select {
+	case <-c.dialled:
+		return c.dialErr
+	case <-t.C:
+		return os.ErrDeadlineExceeded
+	case <-done:
+		return ctx.Err()
 	}
 }
 
@@ -74,6 +128,9 @@ func queryID() uint16 {
 // any address but the upstream's, as the socket is connected. A timeout
 // leaves the attempt waiting: Await may be called again.
 func (c *Conn) Await(buf []byte, deadline time.Time) ([]byte, error) {
+	if err := c.waitDial(nil, deadline); err != nil {
+		return nil, err
+	}
 	c.SetReadDeadline(deadline)
 	return c.read(buf)
 }
@@ -82,6 +139,9 @@ func (c *Conn) Await(buf []byte, deadline time.Time) ([]byte, error) {
 // The wake-up is a read deadline in the past, set from another goroutine,
 // which is why the connection is not reused after that.
 func (c *Conn) AwaitCtx(ctx context.Context, buf []byte, deadline time.Time) ([]byte, error) {
+	if err := c.waitDial(ctx, deadline); err != nil {
+		return nil, err
+	}
 	c.SetReadDeadline(deadline)
 	stop := context.AfterFunc(ctx, func() { c.SetReadDeadline(aLongTimeAgo) })
 	p, err := c.read(buf)
@@ -161,6 +221,9 @@ func (c *Conn) readMessage(udp bool, buf []byte) ([]byte, error) {
 // connection had been closed by the upstream before we used it: then the
 // query deserves another try, on the next connection.
 func (c *Conn) Done(err error) (stale bool) {
+	if c.dialled != nil && (c.state.CompareAndSwap(dialling, abandoned) || c.dialErr != nil) {
+		return false // the dial's goroutine lets go of it, or there is nothing to let go of
+	}
 	stale = c.pooled && c.pool.proto == "tcp" &&
 		(errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE))
 	if (err == nil || c.pool.proto == "udp" && isTimeout(err)) && !c.spoiled {

@@ -1,7 +1,8 @@
 // Package dnspool keeps the connections of plain DNS (RFC 1035 over UDP
-// and TCP) to one upstream, and runs one query at a time on each.
+// and TCP) or DNS over TLS (RFC 7858) to one upstream, and runs one query
+// at a time on each.
 //
-// Plain DNS goes through this pool and not through CoreDNS's pkg/proxy
+// These go through this pool and not through CoreDNS's pkg/proxy
 // because the proxy reads until its fixed read timeout and rewrites the
 // request's ID in place: an attempt could not stop at its own (adaptive)
 // deadline, and a hedge could not run beside it without copying the
@@ -14,14 +15,13 @@ package dnspool
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"net"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/miekg/dns"
 )
 
 // Options are the pool's connection settings; the zero value is the
@@ -31,6 +31,7 @@ type Options struct {
 	Expire  time.Duration // how long an idle connection is kept; 0 is DefaultExpire
 	MaxAge  time.Duration // how long a connection is used at all; 0 is no limit
 	MaxIdle int           // idle connections kept; 0 is every one put back, until it expires
+	TLS     *tls.Config   // dial TCP through TLS with it (DNS over TLS); nil is plain DNS
 }
 
 // DefaultExpire is how long an idle connection is kept: below the usual
@@ -63,6 +64,10 @@ func New(addr, proto string, opts Options) *Pool {
 	return &Pool{addr: addr, proto: proto, opts: opts}
 }
 
+// TLSConfig returns the configuration connections are dialled through TLS
+// with, or nil for plain DNS.
+func (p *Pool) TLSConfig() *tls.Config { return p.opts.TLS }
+
 // Dials returns the number of connections dialled so far.
 func (p *Pool) Dials() int64 { return p.dials.Load() }
 
@@ -73,11 +78,11 @@ func (p *Pool) InUse() int {
 	return len(p.busy)
 }
 
-// get returns an idle connection, or dials a new one until deadline or
-// until ctx is done.
-func (p *Pool) get(ctx context.Context, deadline time.Time) (*Conn, error) {
+// get returns an idle connection, or nil if there is none.
+func (p *Pool) get() (*Conn, error) {
 	now := time.Now()
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	for len(p.idle) > 0 && !p.closed {
 		c := p.idle[len(p.idle)-1]
 		p.idle[len(p.idle)-1] = nil
@@ -85,17 +90,14 @@ func (p *Pool) get(ctx context.Context, deadline time.Time) (*Conn, error) {
 		if p.fresh(c, now) {
 			c.pooled = true
 			p.hold(c)
-			p.mu.Unlock()
 			return c, nil
 		}
 		c.Close()
 	}
-	closed := p.closed
-	p.mu.Unlock()
-	if closed {
+	if p.closed {
 		return nil, ErrClosed
 	}
-	return p.dial(ctx, deadline)
+	return nil, nil
 }
 
 // fresh reports whether the idle connection c may still be used at now.
@@ -106,24 +108,59 @@ func (p *Pool) fresh(c *Conn, now time.Time) bool {
 	return p.opts.MaxAge <= 0 || now.Sub(c.created) < p.opts.MaxAge
 }
 
-// dial opens a new connection, held by the caller.
-func (p *Pool) dial(ctx context.Context, deadline time.Time) (*Conn, error) {
+// dial starts dialling the new connection c for the attempt whose query
+// is wire, in a goroutine of its own that then writes the query on it;
+// Await waits for that. A dial, and over TLS the handshake, takes as
+// long as the upstream makes it (a hung server whose kernel still accepts
+// never finishes a handshake): the attempt must stay free to stop waiting
+// at its first checkpoint and hedge, as on a silent upstream, so it never
+// dials in its own goroutine. The dial ends at the deadline or when ctx is
+// done.
+func (p *Pool) dial(ctx context.Context, c *Conn, wire []byte, deadline time.Time) {
+	c.dialled = make(chan struct{})
+	wire = slices.Clone(wire) // the attempt's buffer is reused once it ends
+	go func() {
+		c.dialErr = p.connect(ctx, c, wire, deadline)
+		if !c.state.CompareAndSwap(dialling, connected) && c.dialErr == nil {
+			p.discard(c) // the attempt ended meanwhile
+		}
+		close(c.dialled)
+	}()
+}
+
+// connect dials c's connection, holds it for the attempt and writes the
+// query on it.
+func (p *Pool) connect(ctx context.Context, c *Conn, wire []byte, deadline time.Time) error {
 	p.dials.Add(1)
-	d := net.Dialer{Deadline: deadline, LocalAddr: p.localAddr()}
-	nc, err := d.DialContext(ctx, p.proto, p.addr)
+	nc, err := p.dialConn(ctx, deadline)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	c := &Conn{Conn: dns.Conn{Conn: nc}, pool: p, created: time.Now()}
+	c.Conn.Conn, c.created = nc, time.Now()
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
 		nc.Close()
-		return nil, ErrClosed
+		return ErrClosed
 	}
 	p.hold(c)
 	p.mu.Unlock()
-	return c, nil
+	c.SetWriteDeadline(deadline)
+	if _, err := c.Write(wire); err != nil {
+		p.discard(c)
+		return err
+	}
+	return nil
+}
+
+// dialConn opens a connection to the upstream. Over TLS the handshake is
+// part of it: it too ends at the deadline or when ctx is done.
+func (p *Pool) dialConn(ctx context.Context, deadline time.Time) (net.Conn, error) {
+	d := &net.Dialer{Deadline: deadline, LocalAddr: p.localAddr()}
+	if p.opts.TLS != nil {
+		return (&tls.Dialer{NetDialer: d, Config: p.opts.TLS}).DialContext(ctx, p.proto, p.addr)
+	}
+	return d.DialContext(ctx, p.proto, p.addr)
 }
 
 // localAddr is the address to dial from, or nil.
@@ -162,7 +199,7 @@ func (p *Pool) release(c *Conn) bool {
 // put gives a connection back after a clean exchange. Unless MaxIdle
 // says otherwise, the pool keeps every connection put back, as many as
 // were in use at once, so that a steady (or bursty) concurrency is served
-// without dials: a dial (over TCP a handshake) costs the upstream
+// without dials: over TLS a dial is a handshake, which costs the upstream
 // and us more than many queries. The connections idle for Expire are
 // closed here, the least recently used first, so the pool shrinks back
 // when the concurrency does.

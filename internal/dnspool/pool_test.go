@@ -113,6 +113,9 @@ func TestAnswerFromOtherAddressIgnored(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	if err := c.waitDial(nil, deadline); err != nil {
+		t.Fatal(err)
+	}
 	// A spoofer on another port of 127.0.0.1 answers first, perfectly.
 	spoof := new(dns.Msg)
 	spoof.SetReply(q)
