@@ -50,7 +50,7 @@ func (u *Upstream) probe(kind string) *attemptError {
 	wire, err := m.Pack()
 	if err == nil {
 		var ret *dns.Msg
-		aq := attemptQuery{m, newPacket(wire, dns.MinMsgSize, m.Question[0])}
+		aq := attemptQuery{req: m, pkt: newPacket(wire, dns.MinMsgSize, m.Question[0])}
 		ret, err = u.exchange(u.hc.lifetime(), "udp", aq, deadline)
 		cause = judge(u, question{u.hc.domain, dns.TypeNS, dns.ClassINET}, u.hc.failover, ret, err)
 	} else {

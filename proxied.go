@@ -21,10 +21,11 @@ import (
 //
 // The proxy's exchange blocks until the answer, the attempt's deadline or
 // the end of its context, and rewrites the request's ID while it runs. So
-// every exchange runs in a goroutine of its own on a copy of the request,
-// and the attempt waits for it only until its deadline or until its
-// context is done (the query was answered elsewhere, or the plugin shuts
-// down), and may wait again, as a hedge does.
+// every exchange runs on a copy of the request, in a goroutine of its own
+// unless no other upstream may take over, and the attempt waits for it
+// only until its deadline or until its context is done (the query was
+// answered elsewhere, or the plugin shuts down), and may wait again, as a
+// hedge does.
 type proxiedLink struct {
 	proxy *proxy.Proxy
 	proto string // what the transport runs over: "udp" for QUIC, "tcp" otherwise
@@ -61,19 +62,28 @@ func newProxied(u *Upstream, d dialing) *proxiedLink {
 
 func (l *proxiedLink) network(string) string { return l.proto }
 
-// send starts the exchange in its own goroutine, on a copy of the
-// client's query: the proxy rewrites its ID while it runs.
+// send starts the exchange on a copy of the client's query (the proxy
+// rewrites its ID while it runs), in a goroutine of its own so that the
+// attempt may stop waiting at a checkpoint and be hedged; or, when no
+// other upstream may take over, in the caller's goroutine, as forward
+// does, which spares the hand-off between two goroutines per query.
 func (l *proxiedLink) send(ctx context.Context, _ string, q attemptQuery, deadline time.Time) (pending, error) {
 	ctx, cancel := context.WithDeadline(ctx, deadline)
 	p := &proxiedPending{done: make(chan struct{}), cancel: cancel}
 	req := q.req.Copy()
-	go func() {
-		state := request.Request{W: proxiedWriter{}, Req: req}
-		opts := proxy.Options{TLSConnectDeadline: deadline}
-		p.m, _, _, p.err = l.proxy.Connect(ctx, state, opts)
-		close(p.done)
-	}()
+	if q.alone {
+		l.exchange(ctx, p, req)
+	} else {
+		go l.exchange(ctx, p, req)
+	}
 	return p, nil
+}
+
+// exchange asks the proxy and gives p its result.
+func (l *proxiedLink) exchange(ctx context.Context, p *proxiedPending, req *dns.Msg) {
+	state := request.Request{W: proxiedWriter{}, Req: req}
+	p.m, _, _, p.err = l.proxy.Connect(ctx, state, proxy.Options{})
+	close(p.done)
 }
 
 // stop stops the proxy. Its finalizer is removed before its transport is

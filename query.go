@@ -185,7 +185,7 @@ func (q *query) inline(u *Upstream) (m *dns.Msg, err *attemptError, pending bool
 	q.attempts++
 
 	life := q.ut.hc.attemptLife()
-	a, serr := u.link.send(life, q.clientProto, attemptQuery{q.req, q.packet}, deadline)
+	a, serr := u.link.send(life, q.clientProto, attemptQuery{q.req, q.packet, q.ut.lone()}, deadline)
 	if serr != nil {
 		_, err = q.settle(u, nil, serr, start)
 		q.tap(u, proto, nil, start)
@@ -373,7 +373,7 @@ func (q *query) launch(u *Upstream, hedge bool) {
 		hedgeCount.WithLabelValues(metrics.WithServer(q.ctx), u.tier.name).Inc()
 	}
 	proto := u.link.network(q.clientProto)
-	aq := attemptQuery{q.req, q.packet.clone()} // the attempt's own wire, which its transport may write into
+	aq := attemptQuery{req: q.req, pkt: q.packet.clone()} // the attempt's own wire, which its transport may write into
 	slot := q.track(u, start, checkpoint)
 	o := q.outgoing
 	q.goRun(slot, func(ctx context.Context) outcome {

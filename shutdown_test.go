@@ -119,22 +119,26 @@ func TestShutdownBlackholed(t *testing.T) {
 	}
 }
 
-// Shutdown does not wait for DoT probes or queries either, not even for a
-// TLS handshake that never ends.
-func TestShutdownBlackholedDoT(t *testing.T) {
-	addr, accepted := silentTCP(t)
-	ut := newPlugin(t, "upstreamtier {\n tier site tls://"+addr+"%"+dotServerName+"\n timeout 30s\n attempt_timeout 30s\n}")
-	ut.startProbing()
-	served := serveBackground(t, ut, 1)
-	for range 2 { // the startup probe and the query
-		select {
-		case <-accepted:
-		case <-time.After(hangGuard):
-			t.Fatal("no connection from the plugin")
-		}
+// Shutdown does not wait for encrypted probes or queries either, not
+// even for a TLS handshake that never ends or for a lone upstream, whose
+// exchange runs in the query's own goroutine.
+func TestShutdownBlackholedEncrypted(t *testing.T) {
+	for _, scheme := range []string{"tls", "https", "quic"} {
+		t.Run(scheme, func(t *testing.T) {
+			var addr string
+			if scheme == "quic" {
+				addr = blackhole(t)
+			} else {
+				addr, _ = silentTCP(t)
+			}
+			ut := newPlugin(t, "upstreamtier {\n tier site "+scheme+"://"+addr+"%"+dotServerName+"\n timeout 30s\n attempt_timeout 30s\n max_concurrent 10\n}")
+			ut.startProbing()
+			served := serveBackground(t, ut, 1)
+			waitFor(t, "the query in flight", func() bool { return ut.concurrent.Load() > 0 })
+			shutdownWithin(t, ut)
+			waitGroupWithin(t, served, "client query")
+		})
 	}
-	shutdownWithin(t, ut)
-	waitGroupWithin(t, served, "client query")
 }
 
 // A reload is a shutdown of the old instance, then a start of the new

@@ -64,3 +64,9 @@ func (t *Tier) available() bool {
 	}
 	return false
 }
+
+// lone reports whether the plugin has a single upstream, in a single
+// tier: no attempt on it can be hedged or handed over to another.
+func (ut *UpstreamTier) lone() bool {
+	return len(ut.tiers) == 1 && len(ut.tiers[0].upstreams()) == 1
+}

@@ -46,8 +46,9 @@ type pending interface {
 // modified, and the attempt's own packed copy of it, which the transport
 // may write into.
 type attemptQuery struct {
-	req *dns.Msg
-	pkt packet
+	req   *dns.Msg
+	pkt   packet
+	alone bool // no other upstream may take over: the transport may block until the answer
 }
 
 // dialing is how every upstream of the plugin connects, from the top of
