@@ -21,8 +21,8 @@ import (
 //
 // The proxy's exchange blocks until the answer, the attempt's deadline or
 // the end of its context, and rewrites the request's ID while it runs. So
-// every exchange runs on a copy of the request, in a goroutine of its own
-// unless no other upstream may take over, and the attempt waits for it
+// an exchange runs on a copy of the request in a goroutine of its own
+// (unless no other upstream may take over), and the attempt waits for it
 // only until its deadline or until its context is done (the query was
 // answered elsewhere, or the plugin shuts down), and may wait again, as a
 // hedge does.
@@ -62,19 +62,19 @@ func newProxied(u *Upstream, d dialing) *proxiedLink {
 
 func (l *proxiedLink) network(string) string { return l.proto }
 
-// send starts the exchange on a copy of the client's query (the proxy
-// rewrites its ID while it runs), in a goroutine of its own so that the
-// attempt may stop waiting at a checkpoint and be hedged; or, when no
-// other upstream may take over, in the caller's goroutine, as forward
-// does, which spares the hand-off between two goroutines per query.
+// send starts the exchange in a goroutine of its own, on a copy of the
+// client's query (the proxy rewrites its ID while it runs), so that the
+// attempt may stop waiting at a checkpoint and be hedged. When no other
+// upstream may take over, it runs in the caller's goroutine on the query
+// itself, as forward's does: nothing else reads the query meanwhile, and
+// the proxy restores the ID before it returns.
 func (l *proxiedLink) send(ctx context.Context, _ string, q attemptQuery, deadline time.Time) (pending, error) {
 	ctx, cancel := context.WithDeadline(ctx, deadline)
 	p := &proxiedPending{done: make(chan struct{}), cancel: cancel}
-	req := q.req.Copy()
 	if q.alone {
-		l.exchange(ctx, p, req)
+		l.exchange(ctx, p, q.req)
 	} else {
-		go l.exchange(ctx, p, req)
+		go l.exchange(ctx, p, q.req.Copy())
 	}
 	return p, nil
 }

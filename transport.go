@@ -42,9 +42,9 @@ type pending interface {
 	finish(ctx context.Context, m *dns.Msg, err error, deadline time.Time) (*dns.Msg, error)
 }
 
-// attemptQuery is what an attempt sends: the client's query, never
-// modified, and the attempt's own packed copy of it, which the transport
-// may write into.
+// attemptQuery is what an attempt sends: the client's query, which the
+// transport leaves as it found it, and the attempt's own packed copy of
+// it, which the transport may write into.
 type attemptQuery struct {
 	req   *dns.Msg
 	pkt   packet

@@ -179,6 +179,7 @@ func startError(logPath string, err error) string {
 type encConfig struct {
 	fw    string
 	t     encTransport
+	t2    bool // upstreamtier with a plain-DNS tier 2 behind the encrypted one
 	p     *process
 	sat   []satRound
 	upCPU []time.Duration // the upstream's CPU per NOERROR answer, one per round
@@ -212,15 +213,18 @@ func (b *bench) encryptedScenario(fws []forwarder) (string, error) {
 		}
 	}()
 	for _, t := range s.transports {
-		for _, fw := range s.fws {
-			name := fw + "-" + t.id
+		for _, c := range encConfigs(s.fws, t) {
+			name := c.fw + "-" + t.id
+			t2 := ""
+			if c.t2 {
+				name, t2 = name+"-t2", up.addr
+			}
 			logPath := filepath.Join(b.out, "logs", "encrypted-"+name+".log")
-			p, err := fixedCoreDNS(name, b.coredns, encStanza(fw, t, ports[t.id], s.certs.ca, "")).start(b.out, logPath, "", "")
-			if err != nil {
-				s.notes = append(s.notes, fmt.Sprintf("%s %s: not run, it did not start: %s", fw, t.name, startError(logPath, err)))
+			if c.p, err = fixedCoreDNS(name, b.coredns, encStanza(c.fw, t, ports[t.id], s.certs.ca, t2)).start(b.out, logPath, "", ""); err != nil {
+				s.notes = append(s.notes, fmt.Sprintf("%s: not run, it did not start: %s", c.label(), startError(logPath, err)))
 				continue
 			}
-			cs = append(cs, &encConfig{fw: fw, t: t, p: p})
+			cs = append(cs, c)
 		}
 	}
 	if len(cs) == 0 {
@@ -230,6 +234,28 @@ func (b *bench) encryptedScenario(fws []forwarder) (string, error) {
 		return "", err
 	}
 	return b.encTable(title, cs, s.notes), nil
+}
+
+// encConfigs are the configs of transport t for the forwarders fws: each
+// forwarder with the one encrypted upstream and, for upstreamtier, also
+// with a plain-DNS tier 2 behind it, where an attempt may be handed over.
+func encConfigs(fws []string, t encTransport) []*encConfig {
+	var cs []*encConfig
+	for _, fw := range fws {
+		cs = append(cs, &encConfig{fw: fw, t: t})
+		if fw == "upstreamtier" {
+			cs = append(cs, &encConfig{fw: fw, t: t, t2: true})
+		}
+	}
+	return cs
+}
+
+// label names the config in tables and notes.
+func (c *encConfig) label() string {
+	if c.t2 {
+		return c.fw + " " + c.t.name + " with a tier 2"
+	}
+	return c.fw + " " + c.t.name
 }
 
 // encRounds runs every config flat out in each of the bench's rounds, in roundOrder, and
@@ -269,15 +295,22 @@ func (b *bench) encTable(title string, cs []*encConfig, notes []string) string {
 	fmt.Fprintf(&s, "%s CPU / query counts the forwarder's process only. Its one upstream is one `bench/encserver` process "+
 		"(CoreDNS with a tls directive, answering from template) serving DoT, DoH and DoQ on 127.0.0.1, verified against a throwaway CA; "+
 		"it runs on the same %s, so it competes with the forwarder for them: upstream CPU / query is its CPU over the same answers. "+
-		"Both forwarders verify the certificate (`tls CA`, `tls_servername %s`); DoH with `doh_method POST` (forward's default).\n\n",
+		"Both forwarders verify the certificate (`tls CA`, `tls_servername %s`); DoH with `doh_method POST` (forward's default). "+
+		"upstreamtier also runs with a plain-DNS tier 2 behind the encrypted tier 1 (the upstream's plain-DNS port, healthy, so it gets only probes): "+
+		"with a single upstream nothing can take over from an attempt, so DoH and DoQ exchanges run in the query's goroutine, as forward's do; "+
+		"with a tier 2 each runs in a goroutine of its own, so that it can be hedged. DoT runs on the plugin's own connections either way, in the query's goroutine.\n\n",
 		b.satHeader(), cpuCount(), upstreamName)
 	s.WriteString("| transport | forwarder | QPS | CPU µs / query | upstream CPU µs / query |\n")
 	s.WriteString("|---|---|--:|--:|--:|\n")
 	for _, c := range cs {
-		fmt.Fprintf(&s, "| %s | %s | %s | %s | %s |\n", c.t.name, c.fw,
+		fw := c.fw
+		if c.t2 {
+			fw += ", tier 2 behind"
+		}
+		fmt.Fprintf(&s, "| %s | %s | %s | %s | %s |\n", c.t.name, fw,
 			spread(perRound(c.sat, satRound.qps), func(v float64) string { return fmt.Sprintf("%.0f", v) }),
 			spread(perRound(c.sat, satRound.cpuPerQuery), µs), spread(c.upCPU, µs))
-		notes = appendNotes(notes, lossNote(c.fw+" "+c.t.name, c.sat), otherNote(c.fw+" "+c.t.name, c.sat))
+		notes = appendNotes(notes, lossNote(c.label(), c.sat), otherNote(c.label(), c.sat))
 	}
 	s.WriteString("\n")
 	for _, t := range encTransports {
@@ -289,12 +322,15 @@ func (b *bench) encTable(title string, cs []*encConfig, notes []string) string {
 	return s.String()
 }
 
-// encRatio returns the headline for transport t: upstreamtier's CPU per query and QPS over forward's; "" unless both ran.
+// encRatio returns the headline for transport t: upstreamtier's CPU per query and QPS over forward's,
+// then with a tier 2 behind, which has no target; "" unless both ran.
 func encRatio(t encTransport, cs []*encConfig) string {
-	var ut, fw *encConfig
+	var ut, ut2, fw *encConfig
 	for _, c := range cs {
 		switch {
 		case c.t.id != t.id:
+		case c.fw == "upstreamtier" && c.t2:
+			ut2 = c
 		case c.fw == "upstreamtier":
 			ut = c
 		case c.fw == "forward":
@@ -304,12 +340,22 @@ func encRatio(t encTransport, cs []*encConfig) string {
 	if ut == nil || fw == nil {
 		return ""
 	}
-	utC, fwC := perRound(ut.sat, satRound.cpuPerQuery), perRound(fw.sat, satRound.cpuPerQuery)
-	utQ, fwQ := perRound(ut.sat, satRound.qps), perRound(fw.sat, satRound.qps)
-	ratio := float64(median(utC)) / float64(median(fwC))
-	return fmt.Sprintf("- **%s upstreamtier / forward**: CPU per query **%.2f** (ratio of the medians; round by round %s; target ≤ %.2f: %s), QPS **%.2f** (round by round %s)",
-		t.name, ratio, spread(ratios(utC, fwC), twoDecimals), encCPUTarget, verdict(ratio <= encCPUTarget),
-		median(utQ)/median(fwQ), spread(ratios(utQ, fwQ), twoDecimals))
+	ratio, line := encVersus(ut, fw)
+	line = fmt.Sprintf("- **%s upstreamtier / forward**: %s; target ≤ %.2f: %s", t.name, line, encCPUTarget, verdict(ratio <= encCPUTarget))
+	if ut2 != nil {
+		_, l2 := encVersus(ut2, fw)
+		line += fmt.Sprintf("\n- %s upstreamtier with a tier 2 / forward: %s (no target; forward has no tiers)", t.name, l2)
+	}
+	return line
+}
+
+// encVersus returns a's CPU per query over b's (ratio of the medians), and that with the QPS ratio as text.
+func encVersus(a, b *encConfig) (float64, string) {
+	aC, bC := perRound(a.sat, satRound.cpuPerQuery), perRound(b.sat, satRound.cpuPerQuery)
+	aQ, bQ := perRound(a.sat, satRound.qps), perRound(b.sat, satRound.qps)
+	ratio := float64(median(aC)) / float64(median(bC))
+	return ratio, fmt.Sprintf("CPU per query **%.2f** (ratio of the medians; round by round %s), QPS **%.2f** (round by round %s)",
+		ratio, spread(ratios(aC, bC), twoDecimals), median(aQ)/median(bQ), spread(ratios(aQ, bQ), twoDecimals))
 }
 
 // verdict renders whether a target was met.
