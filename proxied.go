@@ -2,6 +2,7 @@ package upstreamtier
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/http"
 	"os"
@@ -83,6 +84,12 @@ func (l *proxiedLink) send(ctx context.Context, _ string, q attemptQuery, deadli
 func (l *proxiedLink) exchange(ctx context.Context, p *proxiedPending, req *dns.Msg) {
 	state := request.Request{W: proxiedWriter{}, Req: req}
 	p.m, _, _, p.err = l.proxy.Connect(ctx, state, proxy.Options{})
+	// The upstream closed the cached connection (DoQ) before the query
+	// went out: try again, as forward does. Each try retires a cached
+	// connection, so it ends with a new one at the latest.
+	for errors.Is(p.err, proxy.ErrCachedClosed) && ctx.Err() == nil {
+		p.m, _, _, p.err = l.proxy.Connect(ctx, state, proxy.Options{})
+	}
 	close(p.done)
 }
 

@@ -23,9 +23,9 @@ type Conn struct {
 	used    time.Time // when it was last put back
 	slot    int       // its index in the pool's busy list while in use
 
-	// A connection dialled for the attempt: dialled is closed once the
-	// dial is over, with dialErr its error; state says whether the
-	// attempt let go of it first. Both are nil for a pooled connection.
+	// Its dial: dialled is closed once the dial is over, with dialErr
+	// its error; state says whether the attempt it was dialled for let
+	// go of it first.
 	dialled chan struct{}
 	dialErr error
 	state   atomic.Int32
@@ -85,13 +85,10 @@ func (c *Conn) prepare(id uint16, size int) {
 	c.UDPSize = uint16(c.size)
 }
 
-// waitDial waits for the dial of a connection dialled for the attempt,
-// until the deadline or until ctx (if not nil) is done, and returns its
-// error.
+// waitDial waits for the connection's dial, at once over for a pooled
+// one, until the deadline or until ctx (if not nil) is done, and returns
+// its error.
 func (c *Conn) waitDial(ctx context.Context, deadline time.Time) error {
-	if c.dialled == nil {
-		return nil
-	}
 	select {
 	case <-c.dialled:
 		return c.dialErr
@@ -221,7 +218,7 @@ func (c *Conn) readMessage(udp bool, buf []byte) ([]byte, error) {
 // connection had been closed by the upstream before we used it: then the
 // query deserves another try, on the next connection.
 func (c *Conn) Done(err error) (stale bool) {
-	if c.dialled != nil && (c.state.CompareAndSwap(dialling, abandoned) || c.dialErr != nil) {
+	if c.state.CompareAndSwap(dialling, abandoned) || c.dialErr != nil {
 		return false // the dial's goroutine lets go of it, or there is nothing to let go of
 	}
 	stale = c.pooled && c.pool.proto == "tcp" &&
