@@ -116,6 +116,11 @@ func (p *proxiedPending) await(deadline time.Time) (*dns.Msg, error) {
 }
 
 func (p *proxiedPending) awaitCtx(ctx context.Context, deadline time.Time) (*dns.Msg, error) {
+	select {
+	case <-p.done: // an exchange run in the query's goroutine, or a quick one
+		return p.m, p.err
+	default:
+	}
 	t := time.NewTimer(time.Until(deadline))
 	defer t.Stop()
 	select {
