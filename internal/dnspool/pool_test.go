@@ -69,6 +69,9 @@ func TestTimedOutUDPSocketKept(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitQueries(t, up, 1)
+	if err := c.waitDial(nil, time.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
 	_, err = c.Await(make([]byte, 4096), time.Now()) // gives up before the answer
 	if !isTimeout(err) {
 		t.Fatalf("want a timeout, got %v", err)
