@@ -3,6 +3,7 @@ package upstreamtier
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/coredns/coredns/plugin/metrics"
@@ -78,8 +79,9 @@ type outcome struct {
 // maxRunning bounds the attempts of one query in flight at once.
 const maxRunning = 3
 
-func newQuery(ctx context.Context, ut *UpstreamTier, state request.Request) query {
-	q := query{req: state.Req, w: state.W}
+func newQuery(ctx context.Context, ut *UpstreamTier, state request.Request) *query {
+	q := queryPool.Get().(*query)
+	q.req, q.w = state.Req, state.W
 	q.ut, q.ctx = ut, ctx
 	q.clientProto = state.Proto()
 	q.question = question{state.Name(), state.QType(), state.QClass()}
@@ -93,6 +95,22 @@ func newQuery(ctx context.Context, ut *UpstreamTier, state request.Request) quer
 	q.deadline = time.Now().Add(ut.timeout)
 	q.memo = ut.memory.failed(q.name, q.qtype)
 	return q
+}
+
+// queryPool keeps queries from one client query to the next. A query
+// lives there rather than in ServeDNS's frame, which would grow by its
+// size: the server's goroutine also runs a lone encrypted upstream's
+// exchange (pkg/proxy, quic-go, crypto) under ServeDNS, and those few
+// hundred bytes more made it grow its stack, copying it, on most queries
+// (DoQ flat out: 42.8 µs of CPU per query with the query in the frame,
+// 38.0 without, forward 34.9).
+var queryPool = sync.Pool{New: func() any { return new(query) }}
+
+// free gives the query back once ServeDNS is done with it: the attempts
+// still in flight have copies of what they need, never the query.
+func (q *query) free() {
+	*q = query{}
+	queryPool.Put(q)
 }
 
 // next returns the next available candidate: the tiers in order and, inside

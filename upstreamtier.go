@@ -95,16 +95,17 @@ func (ut *UpstreamTier) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *d
 	}
 
 	q := newQuery(ctx, ut, state)
+	defer q.free()
 	u := q.next()
 	if u == nil {
-		u = ut.lastUp(&q)
+		u = ut.lastUp(q)
 	}
 	switch {
 	case u == nil && (q.barred || !q.allowed):
 		// The tiers that could answer may not see the name.
-		return ut.fail(ctx, w, &q, dns.ExtendedErrorCodeProhibited, servfailProhibited, errBarred)
+		return ut.fail(ctx, w, q, dns.ExtendedErrorCodeProhibited, servfailProhibited, errBarred)
 	case u == nil:
-		return ut.fail(ctx, w, &q, dns.ExtendedErrorCodeNoReachableAuthority, servfailAllDown, errAllDown)
+		return ut.fail(ctx, w, q, dns.ExtendedErrorCodeNoReachableAuthority, servfailAllDown, errAllDown)
 	}
 
 	buf := bufPool.Get().(*[]byte)
@@ -121,13 +122,13 @@ func (ut *UpstreamTier) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *d
 		return plugin.NextOrFailure(ut.Name(), ut.Next, ctx, w, r) // every tier gave that rcode
 	}
 	if aerr != nil {
-		return ut.fail(ctx, w, &q, dns.ExtendedErrorCodeNoReachableAuthority, servfailAllFailed, aerr)
+		return ut.fail(ctx, w, q, dns.ExtendedErrorCodeNoReachableAuthority, servfailAllFailed, aerr)
 	}
 	u.series(metrics.WithServer(ctx)).answered(u, ret.Rcode)
 	if ut.handsOn(ret) {
 		return plugin.NextOrFailure(ut.Name(), ut.Next, ctx, w, r)
 	}
-	ut.setMetadata(ctx, &q, u)
+	ut.setMetadata(ctx, q, u)
 	ret.Id = r.Id
 	w.WriteMsg(ret)
 	return dns.RcodeSuccess, nil
