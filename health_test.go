@@ -3,6 +3,7 @@ package upstreamtier
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -120,20 +121,32 @@ func TestFallAndRise(t *testing.T) {
 }
 
 // One failure is not enough to mark an upstream down, and a success in
-// between starts the count again.
+// between starts the count again. The attempt timeout is long: the
+// blackholed query's own attempt on tier 1 must still be waiting when the
+// query is answered by tier 2 (one failure, its liveness check), or it
+// would time out as a second failure in a row; under load in CI the
+// liveness check and tier 2 took longer than the 200 ms of healthStanza.
 func TestFallCountsConsecutiveFailures(t *testing.T) {
 	up := startUpstreams(t, 2)
-	ut := newPlugin(t, healthStanza, up...)
+	ut := newPlugin(t, strings.Replace(healthStanza, "attempt_timeout 200ms", "attempt_timeout 3s", 1), up...)
 	name := names()
+	u := ut.tiers[0].upstreams()[0]
+	counted := false // some blackholed query counted as a failure
 	for range 3 {
 		up[0].SetMode(faultdns.Blackhole)
 		serve(t, ut, newClientQuery(name(), dns.TypeA), false)
+		u.health.mu.Lock()
+		counted = counted || u.health.fails > 0
+		u.health.mu.Unlock()
 		up[0].SetMode(faultdns.OK)
 		q := newClientQuery(name(), dns.TypeA)
 		m, _ := serve(t, ut, q, false)
 		expectFrom(t, q, m, up[0])
 	}
-	if !ut.tiers[0].upstreams()[0].available() {
+	if !counted {
+		t.Fatal("no blackholed query counted as a failure: the test shows nothing")
+	}
+	if !u.available() {
 		t.Fatal("upstream marked down without fall failures in a row")
 	}
 }
