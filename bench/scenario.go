@@ -27,7 +27,7 @@ func scenarios() []scenario {
 	for _, sc := range faultScenarios {
 		all = append(all, sc)
 	}
-	return append(all,
+	return append(append(all,
 		benchScenario{"brokendomain", (*bench).brokenDomainScenario},
 		benchScenario{"metaqueries", (*bench).metaQueriesScenario},
 		benchScenario{"soak", (*bench).soakScenario},
@@ -37,8 +37,16 @@ func scenarios() []scenario {
 		benchScenario{"encrypted", (*bench).encryptedScenario},
 		benchScenario{"encryptedfail", (*bench).encryptedFailScenario},
 		benchScenario{"resolvers", (*bench).resolversScenario},
-	)
+	), registered...)
 }
+
+// registered are the scenarios that register themselves from their own
+// file, with their own flags: adding one touches that file only.
+var registered []scenario
+
+// register adds a scenario to the end of the run order; call it from an
+// init function of the scenario's file.
+func register(sc scenario) { registered = append(registered, sc) }
 
 // scenarioNames returns the names of every scenario, in run order.
 func scenarioNames() []string {
