@@ -42,6 +42,7 @@ import (
 	_ "github.com/coredns/coredns/plugin/metadata"
 	_ "github.com/coredns/coredns/plugin/metrics"
 	_ "github.com/coredns/coredns/plugin/minimal"
+	_ "github.com/coredns/coredns/plugin/multisocket"
 	_ "github.com/coredns/coredns/plugin/nsid"
 	_ "github.com/coredns/coredns/plugin/pprof"
 	_ "github.com/coredns/coredns/plugin/ready"
@@ -53,19 +54,21 @@ import (
 	_ "github.com/coredns/coredns/plugin/timeouts"
 	_ "github.com/coredns/coredns/plugin/tls"
 	_ "github.com/coredns/coredns/plugin/transfer"
+	_ "github.com/coredns/coredns/plugin/view"
 	_ "github.com/coredns/coredns/plugin/whoami"
 )
 
-// directives is the plugin chain order of this build: CoreDNS's own order,
-// with upstreamtier right before forward so that either can be the last
-// word for a zone.
+// directives is the plugin chain order of this build: CoreDNS's own order
+// (its plugin.cfg, which main_test.go checks), with upstreamtier right
+// before forward so that either can be the last word for a zone.
 var directives = []string{
-	"root", "metadata", "cancel", "tls", "timeouts", "reload", "nsid", "bufsize",
-	"bind", "debug", "ready", "health", "pprof", "prometheus", "errors",
-	"log", "dnstap", "local", "dns64", "any", "chaos", "loadbalance",
-	"rewrite", "autopath", "acl", "cache", "header", "minimal", "template",
-	"transfer", "hosts", "k8s_external", "kubernetes", "file", "auto",
-	"secondary", "loop", "upstreamtier", "forward", "erratic", "whoami", "on",
+	"root", "metadata", "cancel", "timeouts", "multisocket", "reload",
+	"nsid", "bufsize", "bind", "debug", "ready", "health", "pprof",
+	"prometheus", "errors", "log", "dnstap", "local", "dns64", "any",
+	"chaos", "loadbalance", "rewrite", "autopath", "acl", "cache", "header",
+	"tls", "minimal", "template", "transfer", "hosts", "k8s_external",
+	"kubernetes", "file", "auto", "secondary", "loop", "upstreamtier",
+	"forward", "erratic", "whoami", "on", "view",
 }
 
 func init() {
