@@ -23,6 +23,10 @@ type record struct {
 	rcode int8
 	tier  int8 // 1, 2, ... from the answer's IP; 0 when the answer had no known IP
 	wrong bool // a NOERROR answer to another question, or with an A record neither upstream gives
+	// hasEDE and ede: the answer carried an Extended DNS Error (RFC 8914), and the first one's info code;
+	// only answers to queries sent with EDNS0 (loadGen.edns) can.
+	hasEDE bool
+	ede    uint16
 }
 
 // latency returns the query's latency and whether it was answered within timeout.
@@ -62,6 +66,8 @@ type loadGen struct {
 	prefix  string          // keeps names unique across runs sharing a forwarder
 	// nameOf, when set, names query i instead of name's default, e.g. to put a share of the load under another zone.
 	nameOf func(i int) string
+	// edns, when set, sends every query with an EDNS0 OPT record, so answers can carry an Extended DNS Error.
+	edns bool
 }
 
 // batchEvery is the pacing tick; each tick sends what the schedule owes, so
@@ -148,6 +154,9 @@ func (g *loadGen) pack(buf []byte, i int) []byte {
 	m := dns.Msg{}
 	m.SetQuestion(g.name(i), dns.TypeA)
 	m.Id = uint16(i) // #nosec G115 -- IDs wrap; an answer is matched by socket and ID, then its question checked
+	if g.edns {
+		m.SetEdns0(1232, false)
+	}
 	out, _ := m.PackBuffer(buf)
 	return out
 }
@@ -188,8 +197,21 @@ func (g *loadGen) read(k, n int, c *net.UDPConn, res *loadResult) {
 		r.rcode = int8(m.Rcode) // #nosec G115 -- rcodes in the header fit
 		r.tier = g.tierOf(&m)
 		r.wrong = m.Rcode == dns.RcodeSuccess && !g.right(&m, i)
+		r.ede, r.hasEDE = firstEDE(&m)
 		r.recv.Store(now)
 	}
+}
+
+// firstEDE returns the info code of m's first Extended DNS Error, if it has one.
+func firstEDE(m *dns.Msg) (uint16, bool) {
+	if opt := m.IsEdns0(); opt != nil {
+		for _, o := range opt.Option {
+			if e, ok := o.(*dns.EDNS0_EDE); ok {
+				return e.InfoCode, true
+			}
+		}
+	}
+	return 0, false
 }
 
 // query returns the most recent of the first sent queries that went out on socket k of n with ID id, or -1.
