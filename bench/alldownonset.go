@@ -308,7 +308,7 @@ func (b *bench) onsetTable(runs [][]*onsetRun, notes []string) string {
 				steady = ms(st.steadyAt) + " ms"
 			}
 			fmt.Fprintf(&s, "| %s | %s | %.0f | %d | %d (%.1f %%) | %d | %d | %s | %s | %s | %s | %s | %s | %d | %d |\n",
-				c.id, r.forwarder, r.load.sendRate(), st.window.sent, st.window.lost, pct(st.window.lost, st.window.sent),
+				c.id, r.forwarder, r.load.sendRate(), st.window.sent, st.window.lost, onsetPct(st.window.lost, st.window.sent),
 				st.window.servfail, st.ede22, first, ede, slow, steady, ms(st.window.p50), ms(st.window.p99),
 				st.after.servfail, st.after.lost)
 			if st.before.lost+st.before.servfail+st.before.wrong > 0 {
@@ -340,9 +340,9 @@ func onsetTargetNote(c onsetCase, r *onsetRun, st onsetStats) string {
 		rec := &r.load.records[st.first]
 		edeOK = rec.hasEDE && rec.ede == edeNoReachable
 	}
-	lost := pct(st.window.lost, st.window.sent)
+	lost := onsetPct(st.window.lost, st.window.sent)
 	checks := []string{
-		fmt.Sprintf("first fast SERVFAIL %s (≤ %v: %s)", firstText(st), onsetTargetFirst, verdict(st.first >= 0 && st.firstAt <= onsetTargetFirst)),
+		fmt.Sprintf("first fast SERVFAIL %s (≤ %v: %s)", onsetFirstText(st), onsetTargetFirst, verdict(st.first >= 0 && st.firstAt <= onsetTargetFirst)),
 		fmt.Sprintf("with EDE 22 (%s)", verdict(edeOK)),
 		fmt.Sprintf("%.1f %% unanswered (≤ %.0f %%: %s)", lost, 100*onsetTargetLostShare, verdict(lost <= 100*onsetTargetLostShare)),
 		fmt.Sprintf("%d SERVFAIL after recovery (< %d: %s)", st.after.servfail, onsetTargetRecovery, verdict(st.after.servfail < onsetTargetRecovery)),
@@ -350,16 +350,16 @@ func onsetTargetNote(c onsetCase, r *onsetRun, st onsetStats) string {
 	return fmt.Sprintf("upstreamtier, %s, against the targets: %s", c.id, strings.Join(checks, "; "))
 }
 
-// firstText is the first fast SERVFAIL's time after the onset, or "never".
-func firstText(st onsetStats) string {
+// onsetFirstText is the first fast SERVFAIL's time after the onset, or "never".
+func onsetFirstText(st onsetStats) string {
 	if st.first < 0 {
 		return "never"
 	}
 	return ms(st.firstAt) + " ms"
 }
 
-// pct returns n as a percentage of of, 0 for none.
-func pct(n, of int) float64 {
+// onsetPct returns n as a percentage of of, 0 for none.
+func onsetPct(n, of int) float64 {
 	if of == 0 {
 		return 0
 	}

@@ -100,16 +100,16 @@ func hierIndex(name string) (int, bool) {
 	return i, true
 }
 
-// arrivals records when a server first received each load query, by the query's index.
-type arrivals struct {
+// hierArrivals records when a server first received each load query, by the query's index.
+type hierArrivals struct {
 	at    []atomic.Int64 // Unix nanoseconds; 0 never
 	other atomic.Int64   // queries for other names: probes, a resolver's own lookups
 }
 
-func newArrivals(n int) *arrivals { return &arrivals{at: make([]atomic.Int64, n)} }
+func newHierArrivals(n int) *hierArrivals { return &hierArrivals{at: make([]atomic.Int64, n)} }
 
 // observe notes one query for name; it has the relay's delay signature and holds nothing.
-func (a *arrivals) observe(name string) time.Duration {
+func (a *hierArrivals) observe(name string) time.Duration {
 	if i, ok := hierIndex(name); ok && i < len(a.at) {
 		a.at[i].CompareAndSwap(0, time.Now().UnixNano())
 	} else {
@@ -119,7 +119,7 @@ func (a *arrivals) observe(name string) time.Duration {
 }
 
 // since returns when query i arrived, since start, and whether it did.
-func (a *arrivals) since(i int, start time.Time) (time.Duration, bool) {
+func (a *hierArrivals) since(i int, start time.Time) (time.Duration, bool) {
 	t := a.at[i].Load()
 	if t == 0 {
 		return 0, false
@@ -136,7 +136,7 @@ type hierRun struct {
 	events [3]time.Duration
 	// ispAReady is when the restarted isp-a first answered, since the load started; 0 if it never did.
 	ispAReady time.Duration
-	servers   [3]*arrivals
+	servers   [3]*hierArrivals
 }
 
 // hierarchyScenario runs upstreamtier and forward in front of isp-a, isp-b and origin, and returns the table.
@@ -193,9 +193,9 @@ func (b *bench) runHierarchy(fw string) (*hierRun, error) {
 	n := int(4 * hierPhase.Seconds() * float64(*hierRate))
 	run := &hierRun{forwarder: fw}
 	for i := range run.servers {
-		run.servers[i] = newArrivals(n)
+		run.servers[i] = newHierArrivals(n)
 	}
-	auth, err := startZoneNSD(b.out, logs+"-auth-nsd.log", true)
+	auth, err := startHierNSD(b.out, logs+"-auth-nsd.log", true)
 	if err != nil {
 		return nil, err
 	}
@@ -209,13 +209,13 @@ func (b *bench) runHierarchy(fw string) (*hierRun, error) {
 		}
 		defer rl.close()
 		ispAuth[i] = rl.addr()
-		if isp[i], err = startUnboundFree(b.out, logs+"-"+hierServers[i]+".log", ispAuth[i]); err != nil {
+		if isp[i], err = startHierUnbound(b.out, logs+"-"+hierServers[i]+".log", ispAuth[i]); err != nil {
 			return nil, err
 		}
 		defer func() { isp[i].stop() }()
 	}
 	defer isp[1].signal(syscall.SIGCONT) // a stopped Unbound never sees stop's SIGTERM
-	origin, err := startZoneNSD(b.out, logs+"-origin-nsd.log", false)
+	origin, err := startHierNSD(b.out, logs+"-origin-nsd.log", false)
 	if err != nil {
 		return nil, err
 	}
@@ -271,7 +271,7 @@ func (r *hierRun) switchServers(start time.Time, isp *[2]*process, workDir, logP
 	}
 	old := isp[0]
 	old.stop() // the killed one's log and directory
-	p, err := startUnboundOn(workDir, logPath, authA, portOf(addr))
+	p, err := startHierUnboundOn(workDir, logPath, authA, hierPortOf(addr))
 	if err != nil {
 		return fmt.Errorf("restarting isp-a on %s: %w", addr, err)
 	}
@@ -280,16 +280,16 @@ func (r *hierRun) switchServers(start time.Time, isp *[2]*process, workDir, logP
 	return nil
 }
 
-// portOf returns the port of host:port.
-func portOf(addr string) int {
+// hierPortOf returns the port of host:port.
+func hierPortOf(addr string) int {
 	_, port, _ := strings.Cut(addr, ":")
 	n, _ := strconv.Atoi(port)
 	return n
 }
 
-// startZoneNSD starts NSD on a free loopback port serving loadZone from hierZoneFile, and the root
+// startHierNSD starts NSD on a free loopback port serving loadZone from hierZoneFile, and the root
 // too when root is set; it is ready when it answers loadZone's SOA.
-func startZoneNSD(workDir, logPath string, root bool) (*process, error) {
+func startHierNSD(workDir, logPath string, root bool) (*process, error) {
 	dir, err := os.MkdirTemp(workDir, "nsd-")
 	if err != nil {
 		return nil, err
@@ -310,8 +310,8 @@ func startZoneNSD(workDir, logPath string, root bool) (*process, error) {
 	}, func(addr string) error { return askSOA(addr, loadZone, 10*time.Second) })
 }
 
-// startUnboundFree starts a cold Unbound as startUnbound does, on a free port that startUnboundOn can bind again after a kill.
-func startUnboundFree(workDir, logPath, auth string) (*process, error) {
+// startHierUnbound starts a cold Unbound as startUnbound does, on a free port that startHierUnboundOn can bind again after a kill.
+func startHierUnbound(workDir, logPath, auth string) (*process, error) {
 	var err error
 	for range 3 {
 		var port int
@@ -319,16 +319,16 @@ func startUnboundFree(workDir, logPath, auth string) (*process, error) {
 			return nil, err
 		}
 		var p *process
-		if p, err = startUnboundOn(workDir, logPath, auth, port); err == nil {
+		if p, err = startHierUnboundOn(workDir, logPath, auth, port); err == nil {
 			return p, nil
 		}
 	}
 	return nil, err
 }
 
-// startUnboundOn starts a cold Unbound on port of 127.0.0.1 with unboundConf, resolving through auth,
+// startHierUnboundOn starts a cold Unbound on port of 127.0.0.1 with unboundConf, resolving through auth,
 // appending to logPath, and waits until it answers a readiness probe (from its local-data).
-func startUnboundOn(workDir, logPath, auth string, port int) (*process, error) {
+func startHierUnboundOn(workDir, logPath, auth string, port int) (*process, error) {
 	dir, err := os.MkdirTemp(workDir, "unbound-")
 	if err != nil {
 		return nil, err
@@ -351,7 +351,7 @@ func startUnboundOn(workDir, logPath, auth string, port int) (*process, error) {
 		return nil, err
 	}
 	p := &process{name: "unbound", addr: loopback(port), dir: dir, cmd: cmd, log: log}
-	if err := awaitAnswer(p.addr, 10*time.Second); err != nil {
+	if err := hierAwaitAnswer(p.addr, 10*time.Second); err != nil {
 		p.cmd.Process.Kill()
 		p.stop()
 		return nil, fmt.Errorf("unbound: %w (log: %s)", err, logPath)
@@ -359,9 +359,9 @@ func startUnboundOn(workDir, logPath, auth string, port int) (*process, error) {
 	return p, nil
 }
 
-// awaitAnswer asks addr for a readiness name every 10 ms until a NOERROR answer with a record
+// hierAwaitAnswer asks addr for a readiness name every 10 ms until a NOERROR answer with a record
 // arrives, so a restart's return time is within about 10 ms of its first answer.
-func awaitAnswer(addr string, wait time.Duration) error {
+func hierAwaitAnswer(addr string, wait time.Duration) error {
 	c := &dns.Client{Timeout: 200 * time.Millisecond}
 	var last error
 	for i, deadline := 0, time.Now().Add(wait); time.Now().Before(deadline); i++ {
@@ -388,8 +388,8 @@ const (
 	hierOther                       // any other rcode (SERVFAIL, REFUSED, ...)
 )
 
-// classify says what became of r, query for a name that exists unless nx.
-func classify(r *record, nx bool, timeout time.Duration) hierClass {
+// hierClassify says what became of r, query for a name that exists unless nx.
+func hierClassify(r *record, nx bool, timeout time.Duration) hierClass {
 	if _, ok := r.latency(timeout); !ok {
 		return hierUnanswered
 	}
@@ -404,8 +404,8 @@ func classify(r *record, nx bool, timeout time.Duration) hierClass {
 	return hierOther
 }
 
-// phaseOf returns the phase a time falls in: how many of the ascending edges are at or before it.
-func phaseOf(t time.Duration, edges []time.Duration) int {
+// hierPhaseOf returns the phase a time falls in: how many of the ascending edges are at or before it.
+func hierPhaseOf(t time.Duration, edges []time.Duration) int {
 	k := 0
 	for k < len(edges) && edges[k] <= t {
 		k++
@@ -431,10 +431,10 @@ func hierSummary(r *hierRun, timeout time.Duration) [4]hierPhaseStats {
 	recs := r.load.records
 	for i := range recs {
 		rec := &recs[i]
-		k := phaseOf(time.Duration(rec.sent), r.events[:])
+		k := hierPhaseOf(time.Duration(rec.sent), r.events[:])
 		s := &ph[k]
 		s.sent++
-		switch classify(rec, hierIsNX(i), timeout) {
+		switch hierClassify(rec, hierIsNX(i), timeout) {
 		case hierUnanswered:
 			s.unanswered++
 		case hierRightA:
@@ -456,13 +456,13 @@ func hierSummary(r *hierRun, timeout time.Duration) [4]hierPhaseStats {
 		}
 	}
 	for k := range ph {
-		ph[k].p50, ph[k].p99 = percentiles(lats[k])
+		ph[k].p50, ph[k].p99 = hierPercentiles(lats[k])
 	}
 	return ph
 }
 
-// percentiles returns the median and the 99th percentile of ds (sorted in place), 0 for none.
-func percentiles(ds []time.Duration) (p50, p99 time.Duration) {
+// hierPercentiles returns the median and the 99th percentile of ds (sorted in place), 0 for none.
+func hierPercentiles(ds []time.Duration) (p50, p99 time.Duration) {
 	if len(ds) == 0 {
 		return 0, 0
 	}
@@ -470,8 +470,8 @@ func percentiles(ds []time.Duration) (p50, p99 time.Duration) {
 	return ds[len(ds)/2], ds[min(len(ds)-1, (99*len(ds)+99)/100-1)]
 }
 
-// lastArrival returns the latest arrival at a, since start, of any load query; ok is false if none arrived.
-func lastArrival(a *arrivals, start time.Time) (time.Duration, bool) {
+// hierLastArrival returns the latest arrival at a, since start, of any load query; ok is false if none arrived.
+func hierLastArrival(a *hierArrivals, start time.Time) (time.Duration, bool) {
 	var last time.Duration
 	var any bool
 	for i := range a.at {
@@ -482,8 +482,8 @@ func lastArrival(a *arrivals, start time.Time) (time.Duration, bool) {
 	return last, any
 }
 
-// otherText renders counts by rcode, e.g. "SERVFAIL 12, REFUSED 3", "0" for none.
-func otherText(other map[int8]int) string {
+// hierOtherText renders counts by rcode, e.g. "SERVFAIL 12, REFUSED 3", "0" for none.
+func hierOtherText(other map[int8]int) string {
 	var out []string
 	for rc, n := range other {
 		out = append(out, fmt.Sprintf("%s %d", dns.RcodeToString[int(rc)], n))
@@ -517,7 +517,7 @@ func (b *bench) hierTable(runs []*hierRun, notes []string) string {
 		ph := hierSummary(r, b.timeout)
 		for k, st := range ph {
 			fmt.Fprintf(&s, "| %s | %d: %s | %.0f | %d | %d | %d | %d | %s | %d | %s | %s | %d | %d | %d |\n",
-				r.forwarder, k+1, hierPhases[k], r.load.sendRate(), st.sent, st.unanswered, st.rightA, st.rightNX, otherText(st.other), st.wrong,
+				r.forwarder, k+1, hierPhases[k], r.load.sendRate(), st.sent, st.unanswered, st.rightA, st.rightNX, hierOtherText(st.other), st.wrong,
 				ms(st.p50), ms(st.p99), st.received[0], st.received[1], st.received[2])
 		}
 		notes = append(notes, r.backNote())
@@ -537,7 +537,7 @@ func (b *bench) hierTable(runs []*hierRun, notes []string) string {
 // backAfter returns how long after both ISPs came back the origin received its last client query:
 // 0 when it received none after that; ok is false when it never received any.
 func (r *hierRun) backAfter() (time.Duration, bool) {
-	last, ok := lastArrival(r.servers[2], r.load.start)
+	last, ok := hierLastArrival(r.servers[2], r.load.start)
 	if !ok {
 		return 0, false
 	}
@@ -556,11 +556,11 @@ func (r *hierRun) backNote() string {
 		origin = fmt.Sprintf("the origin's last client query arrived %s ms after both ISPs were brought back", ms(d))
 	}
 	return fmt.Sprintf("%s: %s; isp-a %s (phase edges at %s / %s / %s s)", r.forwarder, origin, ready,
-		secs(r.events[0]), secs(r.events[1]), secs(r.events[2]))
+		hierSecs(r.events[0]), hierSecs(r.events[1]), hierSecs(r.events[2]))
 }
 
-// secs formats d in seconds with two decimals.
-func secs(d time.Duration) string { return fmt.Sprintf("%.2f", d.Seconds()) }
+// hierSecs formats d in seconds with two decimals.
+func hierSecs(d time.Duration) string { return fmt.Sprintf("%.2f", d.Seconds()) }
 
 // hierTargetNote says how upstreamtier's run compares with issue 21's targets (item 5).
 func hierTargetNote(r *hierRun, ph [4]hierPhaseStats) string {
