@@ -1,11 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"flag"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -64,6 +67,7 @@ type onsetRun struct {
 	load      *loadResult
 	faultAt   time.Duration // the upstreams went silent, since the load started
 	recoverAt time.Duration // they came back
+	log       []stampedLine // the forwarder's plugin log lines during the run, stamped
 }
 
 // allDownOnsetScenario runs every case for upstreamtier and forward and returns one table, a row per case and forwarder.
@@ -145,6 +149,7 @@ func (b *bench) runOnset(c onsetCase, fw string) (*onsetRun, error) {
 		return nil, err
 	}
 	defer p.stop()
+	watch := watchLog(base+".log", pluginLine)
 
 	g := &loadGen{target: p.addr, rate: b.rate, sockets: b.sockets, timeout: b.timeout, tiers: tiers, edns: true}
 	run := &onsetRun{forwarder: fw}
@@ -164,6 +169,7 @@ func (b *bench) runOnset(c onsetCase, fw string) (*onsetRun, error) {
 			errc <- speak()
 		}()
 	})
+	run.log = watch.close()
 	if err != nil {
 		return nil, err
 	}
@@ -326,7 +332,12 @@ func (b *bench) onsetTable(runs [][]*onsetRun, notes []string) string {
 			}
 			if r.forwarder == "upstreamtier" {
 				notes = append(notes, onsetTargetNote(c, r, st))
+				if st.slowAfter > 0 {
+					notes = append(notes, slowAfterNote(c, r, st, *onsetFast, b.timeout))
+				}
 			}
+			notes = append(notes, fmt.Sprintf("%s, %s, its log, times after the onset: %s", c.id, r.forwarder,
+				logNote(r.log, r.load.start.Add(r.faultAt))))
 		}
 	}
 	writeNotes(&s, notes)
@@ -350,6 +361,31 @@ func onsetTargetNote(c onsetCase, r *onsetRun, st onsetStats) string {
 	return fmt.Sprintf("upstreamtier, %s, against the targets: %s", c.id, strings.Join(checks, "; "))
 }
 
+// slowAfterNote says when the window's queries after the first fast SERVFAIL that got none were sent, and what they got.
+func slowAfterNote(c onsetCase, r *onsetRun, st onsetStats, fast, timeout time.Duration) string {
+	recs := r.load.records
+	var from, to, worst time.Duration
+	lost, n := 0, 0
+	for i := st.first + 1; i < len(recs) && time.Duration(recs[i].sent) < r.recoverAt; i++ {
+		rec := &recs[i]
+		if fastServfail(rec, fast) {
+			continue
+		}
+		at := time.Duration(rec.sent) - r.faultAt
+		if n == 0 {
+			from = at
+		}
+		to, n = at, n+1
+		if d, ok := rec.latency(timeout); ok {
+			worst = max(worst, d)
+		} else {
+			lost++
+		}
+	}
+	return fmt.Sprintf("%s, %s: the %d queries after the first fast SERVFAIL that got none were sent %s–%s ms after the onset; %d unanswered, the others answered within %s ms",
+		c.id, r.forwarder, n, ms(from), ms(to), lost, ms(worst))
+}
+
 // onsetFirstText is the first fast SERVFAIL's time after the onset, or "never".
 func onsetFirstText(st onsetStats) string {
 	if st.first < 0 {
@@ -364,4 +400,128 @@ func onsetPct(n, of int) float64 {
 		return 0
 	}
 	return 100 * float64(n) / float64(of)
+}
+
+// logWatch stamps the lines a forwarder writes to its log file as they come, so a table's notes
+// can say when it marked an upstream down or up (CoreDNS's log lines carry no time of their own).
+type logWatch struct {
+	mu    sync.Mutex
+	lines []stampedLine
+	stop  chan struct{}
+	done  chan struct{}
+}
+
+// stampedLine is one log line and when the watch read it; zero for a line written before the watch began.
+type stampedLine struct {
+	at   time.Time
+	text string
+}
+
+// logPoll is how often the watch looks for new lines: the stamps are late by at most this.
+const logPoll = 2 * time.Millisecond
+
+// watchLog starts watching the log file at path, keeping the lines that keep accepts.
+func watchLog(path string, keep func(string) bool) *logWatch {
+	w := &logWatch{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		f, err := os.Open(path)
+		if err != nil {
+			return
+		}
+		defer f.Close()
+		buf := make([]byte, 64<<10)
+		var rest []byte
+		// What the file holds when the watch opens it was written at startup, at no time the watch knows.
+		for first := true; ; first = false {
+			n, _ := f.Read(buf)
+			if n > 0 {
+				var lines []string
+				lines, rest = splitLines(rest, buf[:n])
+				now := time.Now()
+				if first {
+					now = time.Time{}
+				}
+				w.mu.Lock()
+				for _, l := range lines {
+					if keep(l) {
+						w.lines = append(w.lines, stampedLine{now, l})
+					}
+				}
+				w.mu.Unlock()
+				continue
+			}
+			select {
+			case <-w.stop:
+				return
+			case <-time.After(logPoll):
+			}
+		}
+	}()
+	return w
+}
+
+// close stops the watch and returns the lines it kept.
+func (w *logWatch) close() []stampedLine {
+	close(w.stop)
+	<-w.done
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.lines
+}
+
+// splitLines appends chunk to the unfinished line pending and returns the finished lines and what is left.
+func splitLines(pending, chunk []byte) ([]string, []byte) {
+	data := append(pending, chunk...)
+	var lines []string
+	for {
+		i := bytes.IndexByte(data, '\n')
+		if i < 0 {
+			return lines, data
+		}
+		lines = append(lines, string(data[:i]))
+		data = data[i+1:]
+	}
+}
+
+// pluginLine keeps the log lines of upstreamtier and forward (state changes, all-down), not CoreDNS's own.
+func pluginLine(l string) bool {
+	return strings.Contains(l, "plugin/upstreamtier") || strings.Contains(l, "plugin/forward")
+}
+
+// logNoteMax is how many log lines a note quotes at most.
+const logNoteMax = 12
+
+// logNote renders the lines with their times after ref, e.g. "+12 ms: upstream ... is down", at most logNoteMax.
+func logNote(lines []stampedLine, ref time.Time) string {
+	return logNoteAs(lines, ref, func(d time.Duration) string { return ms(d) + " ms" })
+}
+
+// logNoteAs is logNote with the times formatted by format.
+func logNoteAs(lines []stampedLine, ref time.Time, format func(time.Duration) string) string {
+	var out []string
+	for i, l := range lines {
+		if i == logNoteMax {
+			out = append(out, fmt.Sprintf("… %d more", len(lines)-logNoteMax))
+			break
+		}
+		text := l.text
+		if _, after, ok := strings.Cut(text, "plugin/"); ok {
+			text = "plugin/" + after
+		}
+		if l.at.IsZero() {
+			out = append(out, fmt.Sprintf("at startup: `%s`", text))
+			continue
+		}
+		d := l.at.Sub(ref)
+		sign := "+"
+		if d < 0 {
+			sign, d = "-", -d
+		}
+		out = append(out, fmt.Sprintf("%s%s: `%s`", sign, format(d), text))
+	}
+	if len(out) == 0 {
+		return "no plugin log lines"
+	}
+	return strings.Join(out, "; ")
 }

@@ -168,3 +168,41 @@ func TestOnsetStanza(t *testing.T) {
 		}
 	}
 }
+
+func TestSplitLines(t *testing.T) {
+	lines, rest := splitLines(nil, []byte("one\ntw"))
+	if len(lines) != 1 || lines[0] != "one" || string(rest) != "tw" {
+		t.Fatalf("first chunk: %q, rest %q", lines, rest)
+	}
+	lines, rest = splitLines(rest, []byte("o\nthree\n"))
+	if len(lines) != 2 || lines[0] != "two" || lines[1] != "three" || len(rest) != 0 {
+		t.Fatalf("second chunk: %q, rest %q", lines, rest)
+	}
+}
+
+func TestLogNote(t *testing.T) {
+	ref := time.Unix(100, 0)
+	lines := []stampedLine{
+		{text: "[INFO] plugin/upstreamtier: upstream X of tier origin is down: REFUSED"},
+		{at: ref.Add(-3 * time.Millisecond), text: "[INFO] plugin/upstreamtier: before"},
+		{at: ref.Add(12 * time.Millisecond), text: "[INFO] plugin/upstreamtier: upstream Y of tier t1 is down: timeout"},
+	}
+	got := logNote(lines, ref)
+	want := "at startup: `plugin/upstreamtier: upstream X of tier origin is down: REFUSED`; -3.0 ms: `plugin/upstreamtier: before`; +12 ms: `plugin/upstreamtier: upstream Y of tier t1 is down: timeout`"
+	if got != want {
+		t.Errorf("logNote:\n got %s\nwant %s", got, want)
+	}
+	if got := logNote(nil, ref); got != "no plugin log lines" {
+		t.Errorf("no lines: %q", got)
+	}
+	many := make([]stampedLine, logNoteMax+3)
+	for i := range many {
+		many[i] = stampedLine{at: ref, text: "x"}
+	}
+	if got := logNote(many, ref); !strings.HasSuffix(got, "… 3 more") {
+		t.Errorf("too many lines: %q", got)
+	}
+	if !pluginLine("[INFO] plugin/forward: ...") || pluginLine("maxprocs: Leaving GOMAXPROCS=2") {
+		t.Error("pluginLine keeps the plugins' lines only")
+	}
+}

@@ -137,6 +137,7 @@ type hierRun struct {
 	// ispAReady is when the restarted isp-a first answered, since the load started; 0 if it never did.
 	ispAReady time.Duration
 	servers   [3]*hierArrivals
+	log       []stampedLine // the forwarder's plugin log lines during the run, stamped
 }
 
 // hierarchyScenario runs upstreamtier and forward in front of isp-a, isp-b and origin, and returns the table.
@@ -230,6 +231,7 @@ func (b *bench) runHierarchy(fw string) (*hierRun, error) {
 		return nil, err
 	}
 	defer p.stop()
+	watch := watchLog(logs+".log", pluginLine)
 
 	g := &loadGen{target: p.addr, rate: *hierRate, sockets: b.sockets, timeout: b.timeout,
 		tiers: map[string]int8{loadAnswer: 1}, nameOf: hierName}
@@ -237,6 +239,7 @@ func (b *bench) runHierarchy(fw string) (*hierRun, error) {
 	lr, err := g.run(4**hierPhase, func(start time.Time) {
 		go func() { errc <- run.switchServers(start, &isp, b.out, logs+"-"+hierServers[0]+".log", ispAuth[0]) }()
 	})
+	run.log = watch.close()
 	if err != nil {
 		return nil, err
 	}
@@ -529,6 +532,8 @@ func (b *bench) hierTable(runs []*hierRun, notes []string) string {
 		if r.forwarder == "upstreamtier" {
 			notes = append(notes, hierTargetNote(r, ph))
 		}
+		notes = append(notes, fmt.Sprintf("%s, its log, seconds since the load started: %s", r.forwarder,
+			logNoteAs(r.log, r.load.start, func(d time.Duration) string { return hierSecs(d) + " s" })))
 	}
 	writeNotes(&s, notes)
 	return s.String()
