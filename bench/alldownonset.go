@@ -72,15 +72,7 @@ type onsetRun struct {
 
 // allDownOnsetScenario runs every case for upstreamtier and forward and returns one table, a row per case and forwarder.
 func (b *bench) allDownOnsetScenario(fws []forwarder) (string, error) {
-	var picked []forwarder
-	var others []string
-	for _, f := range fws {
-		if f.name == "upstreamtier" || f.name == "forward" {
-			picked = append(picked, f)
-		} else {
-			others = append(others, f.name)
-		}
-	}
+	picked, others := upstreamtierAndForward(fws)
 	if len(picked) == 0 {
 		return "### alldownonset\n\nNot run: neither upstreamtier nor forward is among the forwarders.\n", nil
 	}
@@ -102,6 +94,18 @@ func (b *bench) allDownOnsetScenario(fws []forwarder) (string, error) {
 		notes = append(notes, strings.Join(others, ", ")+": not run; this scenario compares the coredns-based forwarders")
 	}
 	return b.onsetTable(runs, notes), nil
+}
+
+// upstreamtierAndForward splits fws into the two forwarders this file's and hierarchy's scenarios compare, and the others' names.
+func upstreamtierAndForward(fws []forwarder) (picked []forwarder, others []string) {
+	for _, f := range fws {
+		if f.name == "upstreamtier" || f.name == "forward" {
+			picked = append(picked, f)
+		} else {
+			others = append(others, f.name)
+		}
+	}
+	return picked, others
 }
 
 // runOnset starts fresh upstreams for case c and forwarder fw in front of them, and loads it through the fault.

@@ -151,15 +151,7 @@ func (b *bench) hierarchyScenario(fws []forwarder) (string, error) {
 	if *hierRate <= 0 || *hierPhase <= 0 {
 		return "", fmt.Errorf("-hierarchy-rate %d, -hierarchy-phase %v: want both positive", *hierRate, *hierPhase)
 	}
-	var picked []forwarder
-	var others []string
-	for _, f := range fws {
-		if f.name == "upstreamtier" || f.name == "forward" {
-			picked = append(picked, f)
-		} else {
-			others = append(others, f.name)
-		}
-	}
+	picked, others := upstreamtierAndForward(fws)
 	if len(picked) == 0 {
 		return "### hierarchy\n\nNot run: neither upstreamtier nor forward is among the forwarders.\n", nil
 	}
