@@ -14,6 +14,7 @@ import (
 // Reasons an attempt failed, as reported in errors and Extended DNS Errors.
 const (
 	reasonTimeout  = "timeout"
+	reasonSilent   = "upstream silent"
 	reasonNetwork  = "network error"
 	reasonRcode    = "failover rcode"
 	reasonMismatch = "answer does not match the query"
@@ -61,7 +62,7 @@ func (e *attemptError) what() string {
 // label returns the reason as a metric label.
 func (e *attemptError) label() string {
 	switch e.reason {
-	case reasonTimeout, reasonBudget:
+	case reasonTimeout, reasonSilent, reasonBudget:
 		return "timeout"
 	case reasonRcode:
 		return "rcode"

@@ -84,7 +84,7 @@ func TestSourceAddress(t *testing.T) {
 			t.Fatalf("tcp=%t: %v %v", tcp, m, err)
 		}
 	}
-	if cause := ut.tiers[0].upstreams()[0].probe(probeStandby); cause != nil {
+	if cause := ut.tiers[0].upstreams()[0].reachProbe(probeStandby); cause != nil {
 		t.Fatal(cause)
 	}
 	got := up.sources()

@@ -19,7 +19,8 @@ import (
 type healthCheck struct {
 	interval time.Duration // probe interval of a down upstream, at most
 	standby  time.Duration // probe interval of an upstream that gets no traffic; 0: off
-	domain   string        // name probes ask for (type NS)
+	domain   string        // name reachability probes ask for (type NS)
+	served   bool          // domain was given: every upstream serves it, so its rcode counts
 	noRec    bool          // probes without the RD bit
 	fall     int           // pieces of evidence in a row that mark an upstream down; 0: never
 	rise     int           // good probes in a row that bring it back
@@ -156,8 +157,20 @@ type health struct {
 	// suspect counts answers in a row that failed their attempt (failover
 	// rcode, mismatch): not evidence, since one broken name causes them, but
 	// reason enough to probe.
-	suspect   int
-	probing   bool      // a suspicion probe is in flight
+	suspect int
+	probing bool // a suspicion probe is in flight
+	// good is the newest client question the upstream answered well, and
+	// probeGood whether it answers the probe name well: what a suspicion
+	// probe asks again, to tell an upstream that fails some names from one
+	// that fails every name.
+	good      question
+	probeGood bool
+	// refusing says the upstream went down for what it answers, not for
+	// silence: it is there and fails the names it is asked. asked is the
+	// newest client question it failed or was passed over for since, which
+	// its down probes ask, since the probe name proves nothing about names.
+	refusing  bool
+	asked     question
 	probed    time.Time // when the last suspicion probe started
 	liveness  *liveness // the liveness check in flight, nil if none
 	upSince   time.Time // when the upstream last came back up
@@ -181,26 +194,27 @@ func (u *Upstream) answeredSince(t time.Time) bool {
 // A timeout is evidence only if the upstream sent nothing back since the
 // attempt started (see evidence): one that keeps answering is busy, or
 // dropped this one.
-func (u *Upstream) report(start time.Time, rtt time.Duration, cause *attemptError) {
+func (u *Upstream) report(q question, start time.Time, rtt time.Duration, cause *attemptError) {
 	switch {
 	case cause == nil:
-		u.goodAnswer(rtt)
+		u.goodAnswer(q, rtt)
 	case cause.answered():
 		u.alive()
-		u.suspectAnswer(cause)
+		u.suspectAnswer(q, cause)
 	default:
 		u.evidence(start, cause)
 	}
 }
 
-// goodAnswer records an answer that reached the client, and its RTT.
-func (u *Upstream) goodAnswer(rtt time.Duration) {
+// goodAnswer records an answer to q that reached the client, and its RTT.
+func (u *Upstream) goodAnswer(q question, rtt time.Duration) {
 	if !u.hc.ready.Load() {
 		u.hc.ready.Store(true)
 	}
 	h := &u.health
 	h.mu.Lock()
 	h.suspect = 0
+	h.good = q
 	srtt, rttvar := time.Duration(h.srtt.Load()), time.Duration(h.rttvar.Load())
 	if srtt == 0 {
 		srtt, rttvar = rtt, rtt/2
@@ -257,27 +271,37 @@ func (u *Upstream) evidence(start time.Time, cause *attemptError) {
 	}
 }
 
-// suspectAnswer counts an answer that failed its attempt; the fall-th in a
-// row sends a probe for the health_check name, at most one per interval,
-// and only a failing probe marks the upstream down. So an upstream that
-// fails everything goes down after fall answers and one probe, and one
-// that fails a single domain never does.
-func (u *Upstream) suspectAnswer(cause *attemptError) {
+// suspectAnswer counts an answer to q that failed its attempt; the
+// fall-th in a row asks whether the upstream still answers a name it
+// answered well before (the probe name when it answers that, else the
+// newest good client name), at most once per interval, and only a failing
+// probe marks it down. So an upstream that fails every name goes down after
+// fall answers and one probe, and one that fails a single domain never
+// does. One that has answered no name well yet is down after fall answers:
+// nothing says it can answer any, and its down probes ask client names.
+func (u *Upstream) suspectAnswer(q question, cause *attemptError) {
 	if u.hc.fall == 0 {
 		return // never marked down, so never probed for it
 	}
 	h := &u.health
 	h.mu.Lock()
 	h.suspect++
+	h.asked = q
 	if h.suspect < u.hc.fall || h.probing || h.down.Load() || time.Since(h.probed) < u.hc.interval {
 		h.mu.Unlock()
+		return
+	}
+	again, known := h.goodQuestion(u.hc)
+	if !known {
+		h.mu.Unlock()
+		u.markDown(cause)
 		return
 	}
 	h.probing, h.probed = true, time.Now()
 	h.mu.Unlock()
 	started := u.hc.goProbe(func() {
 		start := time.Now()
-		cause := u.probe(probeSuspect)
+		cause := u.nameProbe(probeSuspect, again)
 		h.mu.Lock()
 		h.probing = false
 		if cause == nil {
@@ -295,6 +319,27 @@ func (u *Upstream) suspectAnswer(cause *attemptError) {
 	}
 }
 
+// goodQuestion returns, with h.mu held, a question the upstream answered
+// well lately, and whether there is one.
+func (h *health) goodQuestion(hc *healthCheck) (question, bool) {
+	if h.probeGood {
+		return hc.probeQuestion(), true
+	}
+	return h.good, h.good.name != ""
+}
+
+// passedOver notes that a client query for q skipped the upstream while
+// it is down: a down probe of an upstream that fails names asks the
+// newest of them.
+func (u *Upstream) passedOver(q question) {
+	h := &u.health
+	h.mu.Lock()
+	if h.refusing {
+		h.asked = q
+	}
+	h.mu.Unlock()
+}
+
 // markDown takes the upstream out of its tier and starts probing it;
 // never with fall 0.
 func (u *Upstream) markDown(cause *attemptError) {
@@ -308,6 +353,7 @@ func (u *Upstream) markDown(cause *attemptError) {
 		return
 	}
 	h.down.Store(true)
+	h.refusing = cause.answered()
 	h.downSince.Store(time.Now().UnixNano())
 	if !h.upSince.IsZero() && time.Since(h.upSince) < flapWindow {
 		h.flaps = min(h.flaps+1, maxFlaps)
@@ -326,6 +372,7 @@ func (u *Upstream) markUp() {
 	h := &u.health
 	h.mu.Lock()
 	h.fails, h.suspect = 0, 0
+	h.refusing = false
 	h.upSince = time.Now()
 	h.down.Store(false)
 	h.mu.Unlock()

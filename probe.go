@@ -30,34 +30,79 @@ const (
 	// upstream that has never sent anything back (at startup, or a new
 	// address of a host name) before it is taken for silent: above any
 	// terrestrial RTT, far below the attempt_timeout its probe waits for.
-	firstContact  = 500 * time.Millisecond
-	standbyJitter = 0.1 // standby probes are spread by ±10%, so upstreams are not probed in step
+	firstContact = 500 * time.Millisecond
+	// firstProbeTimeout bounds the wait of a probe of an upstream that
+	// has never sent anything back: a first contact over TLS across the
+	// world takes a few round trips, and beyond that its silence is the
+	// evidence, however long attempts may wait.
+	firstProbeTimeout = 2 * time.Second
+	standbyJitter     = 0.1 // standby probes are spread by ±10%, so upstreams are not probed in step
 )
 
-// probe asks the upstream for the health_check domain (type NS) over the
-// protocol client queries would use, and returns the verdict on its answer
-// as judge gives it for an attempt. Anything that comes back, even a
-// failure, proves the upstream alive. Shutdown interrupts it; the failure
-// it then returns is no evidence (see probeFailed).
-func (u *Upstream) probe(kind string) *attemptError {
+// probeQuestion is what reachability probes ask: the health_check domain,
+// type NS.
+func (hc *healthCheck) probeQuestion() question {
+	return question{hc.domain, dns.TypeNS, dns.ClassINET}
+}
+
+// reachProbe asks the upstream for the probe name and returns the verdict:
+// any well-formed answer proves the upstream is there, whatever its rcode
+// (an authoritative server or a stub REFUSES names it does not serve, `.`
+// included), unless health_check domain named a name every upstream
+// serves. Whether the rcode was a failover one is kept: a suspicion probe
+// asks the probe name again only of an upstream that answers it well.
+func (u *Upstream) reachProbe(kind string) *attemptError {
+	var failover map[int]bool
+	if u.hc.served {
+		failover = u.hc.failover
+	}
+	m, cause := u.probe(kind, u.hc.probeQuestion(), !u.hc.noRec, failover)
+	if m != nil {
+		h := &u.health
+		h.mu.Lock()
+		h.probeGood = !u.hc.failover[m.Rcode]
+		h.mu.Unlock()
+	}
+	return cause
+}
+
+// nameProbe asks the upstream q, a name it answered or was asked by a
+// client, and returns the verdict as for a client attempt: a failover
+// rcode fails it.
+func (u *Upstream) nameProbe(kind string, q question) *attemptError {
+	if u.hc.served {
+		return u.reachProbe(kind)
+	}
+	_, cause := u.probe(kind, q, true, u.hc.failover)
+	return cause
+}
+
+// probe asks the upstream q over the protocol client queries would use,
+// and returns the answer, if one came, and the verdict on it as judge
+// gives it for an attempt with the failover rcodes given. Anything that
+// comes back, even a failure, proves the upstream alive. Shutdown
+// interrupts it; the failure it then returns is no evidence (see
+// probeFailed).
+func (u *Upstream) probe(kind string, q question, rd bool, failover map[int]bool) (*dns.Msg, *attemptError) {
 	m := new(dns.Msg)
-	m.SetQuestion(u.hc.domain, dns.TypeNS)
-	m.RecursionDesired = !u.hc.noRec
+	m.SetQuestion(q.name, q.qtype)
+	m.Question[0].Qclass = q.qclass
+	m.RecursionDesired = rd
 	start := time.Now()
 	deadline := start.Add(u.probeTimeout())
 
+	var ret *dns.Msg
 	var cause *attemptError
 	wire, err := m.Pack()
 	if err == nil {
-		var ret *dns.Msg
 		aq := attemptQuery{req: m, pkt: newPacket(wire, dns.MinMsgSize, m.Question[0])}
 		ret, err = u.exchange(u.hc.lifetime(), "udp", aq, deadline)
-		cause = judge(u, question{u.hc.domain, dns.TypeNS, dns.ClassINET}, u.hc.failover, ret, err)
+		cause = judge(u, q, failover, ret, err)
 	} else {
 		cause = classify(u, err)
 	}
 	if cause != nil && u.hc.closing.Load() {
-		return cause
+		return nil, cause
 	}
 	if cause == nil || cause.answered() {
 		u.probeAnswered(time.Since(start))
@@ -66,7 +111,10 @@ func (u *Upstream) probe(kind string) *attemptError {
 		u.hc.ready.Store(true)
 	}
 	probeCount.WithLabelValues(u.hc.server, u.tier.name, u.Addr(), kind, probeResult(cause)).Inc()
-	return cause
+	if cause != nil && cause.reason != reasonRcode {
+		ret = nil // no answer to q
+	}
+	return ret, cause
 }
 
 // probeAnswered records that a probe got an answer, and its RTT: the RTT of
@@ -84,22 +132,23 @@ func (u *Upstream) probeAnswered(rtt time.Duration) {
 // probeTimeout is how long a probe waits: four times the probes' smoothed
 // RTT, at least minProbeTimeout; until a probe has been answered, the
 // client queries' checkpoint, and before any answer at all the
-// attempt_timeout.
+// attempt_timeout, at most firstProbeTimeout.
 func (u *Upstream) probeTimeout() time.Duration {
 	rtt := time.Duration(u.health.probeRTT.Load())
 	if rtt == 0 {
 		if u.health.srtt.Load() == 0 {
-			return u.hc.limit
+			return min(u.hc.limit, firstProbeTimeout)
 		}
 		return max(u.checkpoint(u.hc.limit), minProbeTimeout)
 	}
 	return min(max(4*rtt, minProbeTimeout), u.hc.limit)
 }
 
-// probeFailed acts on a failed probe of an upstream that is up. The probe
-// asks for a name that must always resolve, so a failover rcode or a
-// mismatched answer marks the upstream down at once; silence or a network
-// error is one piece of evidence, since a single datagram can be lost.
+// probeFailed acts on a failed probe of an upstream that is up. A
+// failover rcode (to a name the upstream answered well before, or to a
+// health_check domain it must serve) or a mismatched answer marks it down
+// at once; silence or a network error is one piece of evidence, since a
+// single datagram can be lost.
 // A probe that shutdown interrupted says nothing. It was sent at start.
 func (u *Upstream) probeFailed(start time.Time, cause *attemptError) {
 	if u.hc.closing.Load() {
@@ -115,7 +164,9 @@ func (u *Upstream) probeFailed(start time.Time, cause *attemptError) {
 // probeLoop probes a down upstream until rise probes in a row succeed:
 // first after firstProbe, doubling after each failure up to the interval.
 // A flapping upstream starts, and stays, further backed off: that is the
-// hysteresis.
+// hysteresis. One that went down for what it answers is asked the newest
+// client name it failed or was passed over for; a silent one the probe
+// name, and while no tier is available it is probed every allDownProbe.
 func (u *Upstream) probeLoop(flaps int) {
 	base := u.hc.interval
 	ceiling := base << flaps
@@ -125,13 +176,20 @@ func (u *Upstream) probeLoop(flaps int) {
 	}
 	good := 0
 	for {
-		if u.hc.noneServing.Load() {
+		q, refusing := u.downQuestion()
+		if u.hc.noneServing.Load() && !refusing {
 			delay = min(delay, allDownProbe)
 		}
 		if !u.hc.sleep(delay) || u.retired.Load() {
 			return
 		}
-		if cause := u.probe(probeDown); cause != nil {
+		var cause *attemptError
+		if refusing {
+			cause = u.nameProbe(probeDown, q)
+		} else {
+			cause = u.reachProbe(probeDown)
+		}
+		if cause != nil {
 			good = 0
 			delay = min(2*delay, ceiling)
 			continue
@@ -145,6 +203,15 @@ func (u *Upstream) probeLoop(flaps int) {
 	}
 }
 
+// downQuestion returns what a down probe asks of an upstream that went
+// down for what it answers, and whether it did.
+func (u *Upstream) downQuestion() (question, bool) {
+	h := &u.health
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.asked, h.refusing && h.asked.name != ""
+}
+
 // standbyLoop probes the upstream once at startup, and then every standby
 // interval while it gets no client traffic (a lower tier while a higher
 // one serves), so a dead backup is known before it is needed. A failed
@@ -152,7 +219,7 @@ func (u *Upstream) probeLoop(flaps int) {
 // answer client queries are not probed: their traffic tells, and a down
 // one is left to its probe loop.
 func (u *Upstream) standbyLoop() {
-	ok := u.standbyProbe("startup")
+	ok := u.startupProbe()
 	if u.hc.fall == 0 {
 		return // never marked down: the startup probe only tells readiness
 	}
@@ -178,13 +245,37 @@ func (u *Upstream) standbyLoop() {
 // reason and acts on it; it reports whether the probe was good.
 func (u *Upstream) standbyProbe(when string) bool {
 	start := time.Now()
-	cause := u.probe(probeStandby)
+	cause := u.reachProbe(probeStandby)
 	if cause == nil || u.hc.closing.Load() {
 		return cause == nil
 	}
 	log.Infof("%s probe of upstream %s of tier %s failed: %s", when, u.Addr(), u.tier.name, cause)
 	u.probeFailed(start, cause)
 	return false
+}
+
+// startupProbe is an upstream's first probe; it reports whether it was
+// good.
+func (u *Upstream) startupProbe() bool {
+	ok := u.standbyProbe("startup")
+	if ok {
+		u.noteProbeName()
+	}
+	return ok
+}
+
+// noteProbeName logs, once at startup, that the upstream fails the probe
+// name: it is up, and its probes prove only that it is there; client names
+// tell what it answers.
+func (u *Upstream) noteProbeName() {
+	h := &u.health
+	h.mu.Lock()
+	good := h.probeGood
+	h.mu.Unlock()
+	if good || u.hc.served {
+		return
+	}
+	log.Infof("upstream %s of tier %s fails the probe name %s (an authoritative server or a stub?): probes show it is there, client names what it answers; health_check INTERVAL domain NAME, a name every upstream serves, has probes check answers too", u.Addr(), u.tier.name, u.hc.domain)
 }
 
 // jitter returns d spread by ±standbyJitter.
@@ -257,8 +348,8 @@ func (u *Upstream) checkAlive(t time.Time) *liveness {
 	h.liveness = lc
 	h.mu.Unlock()
 	if u.health.answered.Load() == 0 {
-		// Nothing is known of it yet, and its probe waits up to the
-		// attempt_timeout: the queries move on after firstContact, the
+		// Nothing is known of it yet, and its probe waits up to
+		// firstProbeTimeout: the queries move on after firstContact, the
 		// probe goes on for the verdict that is evidence, shared by
 		// later queries as before.
 		time.AfterFunc(firstContact, func() { lc.finish(false) })
@@ -266,7 +357,7 @@ func (u *Upstream) checkAlive(t time.Time) *liveness {
 
 	started := u.hc.goProbe(func() {
 		start := time.Now()
-		cause := u.probe(probeLiveness)
+		cause := u.reachProbe(probeLiveness)
 		h.mu.Lock()
 		pending := h.liveness == lc
 		if pending {

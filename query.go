@@ -125,6 +125,7 @@ func (q *query) next() *Upstream {
 			if u.available() {
 				return u
 			}
+			u.passedOver(q.question)
 		}
 		if q.tier >= len(q.ut.tiers) {
 			return nil
@@ -138,6 +139,7 @@ func (q *query) next() *Upstream {
 		}
 		q.allowed = true
 		if !t.available() {
+			t.passedOver(q.question)
 			continue
 		}
 		if q.memo&(1<<i) != 0 && q.laterTierMayAnswer(i) {
@@ -212,17 +214,17 @@ func (q *query) inline(u *Upstream) (m *dns.Msg, err *attemptError, pending bool
 	checkAt := start.Add(silenceDelay(checkpoint))
 	ret, rerr := a.await(earliest(checkAt, deadline))
 	if rerr != nil && isTimeout(rerr) && checkAt.Before(deadline) {
-		if q.peek() != nil {
-			slot := q.track(u, start, checkpoint)
-			o, pending := q.outgoing, a
-			q.goRun(slot, func(ctx context.Context) outcome {
-				ret, rerr := pending.awaitCtx(ctx, deadline)
-				ret, rerr = pending.finish(ctx, ret, rerr, deadline)
-				return o.report(ctx, u, ret, rerr, proto, start, slot)
-			})
-			return nil, nil, true
-		}
-		ret, rerr = a.awaitCtx(life, deadline) // nobody to hand over to: wait it out here
+		// Slow: the attempt goes on in its own goroutine, and race asks
+		// whether its upstream is there at all, even with nobody to hand
+		// over to, since silence is then what ends the query.
+		slot := q.track(u, start, checkpoint)
+		o, pending := q.outgoing, a
+		q.goRun(slot, func(ctx context.Context) outcome {
+			ret, rerr := pending.awaitCtx(ctx, deadline)
+			ret, rerr = pending.finish(ctx, ret, rerr, deadline)
+			return o.report(ctx, u, ret, rerr, proto, start, slot)
+		})
+		return nil, nil, true
 	}
 	ret, rerr = a.finish(life, ret, rerr, deadline)
 	if rerr != nil && life.Err() != nil { // a reload or shutdown ended it: no verdict
@@ -263,7 +265,10 @@ func (q *query) race() (*dns.Msg, *Upstream, *attemptError) {
 			q.launch(u, false)
 		}
 
-		wait, check := q.plan()
+		wait, check, silent := q.plan()
+		if silent {
+			return nil, nil, q.silent()
+		}
 		var timerC <-chan time.Time
 		if wait > 0 {
 			if timer == nil {
@@ -294,53 +299,56 @@ func (q *query) race() (*dns.Msg, *Upstream, *attemptError) {
 }
 
 // plan starts the attempts that are due and says what to wait for next:
-// a checkpoint (a duration) and a liveness check (a channel). This is
-// where strict priority is kept. Inside the tier of the newest attempt, a
-// failed attempt's next candidate starts at once and, at the hedge delay,
-// a hedge. Any other move, to a lower tier above all, waits until every
-// attempt in flight has failed or its upstream has sent nothing back since
-// the attempt started (asked with a liveness probe when traffic does not
-// tell): a resolver that keeps answering is waited for, so a slow cache
-// miss is not abandoned to a colder tier, and a blackholed one is left
-// within a few dozen milliseconds.
-func (q *query) plan() (time.Duration, <-chan struct{}) {
+// a checkpoint (a duration) and a liveness check (a channel), or that the
+// query is over (silent). This is where strict priority is kept. Inside
+// the tier of the newest attempt, a failed attempt's next candidate starts
+// at once and, at the hedge delay, a hedge. Any other move, to a lower tier
+// above all, waits until every attempt in flight has failed or its
+// upstream has sent nothing back since the attempt started (asked with a
+// liveness probe when traffic does not tell): a resolver that keeps
+// answering is waited for, so a slow cache miss is not abandoned to a
+// colder tier, and a blackholed one is left within a few dozen
+// milliseconds. With no candidate left, the same silence ends the query:
+// the last tier's silence is declared as fast as any other's.
+func (q *query) plan() (wait time.Duration, check <-chan struct{}, silent bool) {
 	failed := q.failed
 	q.failed = false
 	for q.running < maxRunning {
 		next := q.peek()
-		if next == nil {
-			return 0, nil
-		}
-		same := next.tier == q.lastTier
-		hedging := same && !q.ut.hedgeOff
 		now := time.Now()
-		switch {
-		case same && failed:
-			failed = false
-			q.launch(q.take(), false)
-			continue
-		case hedging && !now.Before(q.hedgeAt) && q.ut.hedgeSlot():
-			q.launch(q.take(), true)
-			continue
-		}
-		wait := time.Duration(0)
-		if hedging && now.Before(q.hedgeAt) {
-			wait = q.hedgeAt.Sub(now)
+		wait = 0
+		if next != nil {
+			same := next.tier == q.lastTier
+			hedging := same && !q.ut.hedgeOff
+			switch {
+			case same && failed:
+				failed = false
+				q.launch(q.take(), false)
+				continue
+			case hedging && !now.Before(q.hedgeAt) && q.ut.hedgeSlot():
+				q.launch(q.take(), true)
+				continue
+			}
+			if hedging && now.Before(q.hedgeAt) {
+				wait = q.hedgeAt.Sub(now)
+			}
 		}
 		if now.Before(q.silenceAt) {
-			return minPositive(wait, q.silenceAt.Sub(now)), nil
+			return minPositive(wait, q.silenceAt.Sub(now)), nil, false
 		}
 		alive, check := q.silence()
 		switch {
 		case check != nil:
-			return wait, check
+			return wait, check, false
 		case alive:
 			q.silenceAt = now.Add(q.recheck)
 			continue
+		case next == nil:
+			return 0, nil, true
 		}
 		q.launch(q.take(), false)
 	}
-	return 0, nil
+	return 0, nil, false
 }
 
 // minPositive returns the smaller of a and b, ignoring a zero a.
@@ -478,7 +486,7 @@ func (o *outgoing) settle(u *Upstream, m *dns.Msg, err error, start time.Time) (
 		}
 	}
 	if o.judged && !o.ut.hc.closing.Load() {
-		u.report(start, rtt, cause)
+		u.report(o.question, start, rtt, cause)
 	}
 	if cause != nil {
 		return nil, cause
@@ -492,6 +500,18 @@ func (q *query) release(buf *[]byte) {
 	if q.results == nil {
 		bufPool.Put(buf)
 	}
+}
+
+// silent is the failure to report when the upstream of every attempt in
+// flight has sent nothing back since the attempt started, and nothing is
+// left to try.
+func (q *query) silent() *attemptError {
+	for _, f := range q.flights {
+		if f.u != nil {
+			return &attemptError{upstream: f.u, reason: reasonSilent}
+		}
+	}
+	return q.budgetSpent()
 }
 
 // budgetSpent is the failure to report when the query budget ran out.

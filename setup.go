@@ -481,7 +481,7 @@ func (p *parser) healthCheck() error {
 			if _, ok := dns.IsDomainName(args[i]); !ok {
 				return p.c.Errf("health_check: %q is not a domain name", args[i])
 			}
-			hc.domain = dns.Fqdn(args[i])
+			hc.domain, hc.served = dns.Fqdn(args[i]), true
 		default:
 			return p.c.Errf("health_check: unknown option %q; expected domain NAME or no_rec", opt)
 		}

@@ -65,6 +65,14 @@ func (t *Tier) available() bool {
 	return false
 }
 
+// passedOver tells the tier's upstreams that a client query for q skipped
+// them: the tier is unavailable.
+func (t *Tier) passedOver(q question) {
+	for _, u := range t.upstreams() {
+		u.passedOver(q)
+	}
+}
+
 // lone reports whether the plugin has a single upstream, in a single
 // tier: no attempt on it can be hedged or handed over to another.
 func (ut *UpstreamTier) lone() bool {

@@ -36,9 +36,10 @@ const (
 	WrongID                   // normal answer with ID = query ID + 1
 	WrongQuestion             // normal answer for SpoofedName instead of the asked name
 	Garbage                   // the query's ID followed by bytes that do not unpack
+	NotImp                    // answer NOTIMP, as a server that does not do the query's kind
 )
 
-var modeNames = [...]string{"ok", "blackhole", "closed", "slow", "servfail", "refused", "nxdomain", "truncate", "wrongid", "wrongquestion", "garbage"}
+var modeNames = [...]string{"ok", "blackhole", "closed", "slow", "servfail", "refused", "nxdomain", "truncate", "wrongid", "wrongquestion", "garbage", "notimp"}
 
 // String returns the lower-case name of m, as accepted by ParseMode.
 func (m Mode) String() string {
@@ -176,7 +177,7 @@ func (s *Server) AnswerIP() net.IP { return slices.Clone(s.ip) }
 
 // SetMode switches the server to m; it fails if m is unknown, the server is closed, or the port cannot be re-bound.
 func (s *Server) SetMode(m Mode) error {
-	if m < OK || m > Garbage {
+	if m < OK || m > NotImp {
 		return fmt.Errorf("faultdns: unknown mode %v", m)
 	}
 	s.mu.Lock()
@@ -233,7 +234,7 @@ func (r *Rule) matches(q dns.Question) bool {
 // the mode applies to every query, as a server that is down fails them all.
 func (s *Server) SetRules(rules ...Rule) error {
 	for _, r := range rules {
-		if r.Mode < OK || r.Mode > Garbage || r.Mode == Closed {
+		if r.Mode < OK || r.Mode > NotImp || r.Mode == Closed {
 			return fmt.Errorf("faultdns: mode %v cannot be a rule's", r.Mode)
 		}
 	}
@@ -432,6 +433,8 @@ func (s *Server) handle(b []byte, udp bool) ([]byte, time.Duration) {
 		r = reply(q, dns.RcodeRefused)
 	case NXDomain:
 		r = reply(q, dns.RcodeNameError)
+	case NotImp:
+		r = reply(q, dns.RcodeNotImplemented)
 	case Truncate:
 		if udp {
 			r = reply(q, dns.RcodeSuccess)
