@@ -502,16 +502,16 @@ func (b *bench) upstreamKindsScenario(fws []forwarder) (string, error) {
 		}
 		for _, pos := range k.positions() {
 			fmt.Printf("upstreamkinds: %s, %s\n", k.name, pos)
-			cell := &kindCell{kind: k, pos: pos, runs: make([]*kindRun, len(fwNames))}
-			errs := make([]error, len(fwNames))
-			var wg sync.WaitGroup
-			for i, fw := range fwNames {
-				wg.Go(func() { cell.runs[i], errs[i] = b.runKindCell(k, addr, pos, fw, logOf(k.name+"-"+pos.slug()+"-"+fw)) })
-			}
-			wg.Wait()
-			if err := kindFirstErr(errs); err != nil {
-				stop()
-				return "", fmt.Errorf("%s, %s: %w", k.name, pos, err)
+			// One forwarder after the other: at once, they would share the kind's
+			// server and the CPUs, and one's load would time the other's attempts out.
+			cell := &kindCell{kind: k, pos: pos}
+			for _, fw := range fwNames {
+				r, err := b.runKindCell(k, addr, pos, fw, logOf(k.name+"-"+pos.slug()+"-"+fw))
+				if err != nil {
+					stop()
+					return "", fmt.Errorf("%s, %s, %s: %w", k.name, pos, fw, err)
+				}
+				cell.runs = append(cell.runs, r)
 			}
 			cells = append(cells, cell)
 		}
@@ -523,16 +523,6 @@ func (b *bench) upstreamKindsScenario(fws []forwarder) (string, error) {
 // slug names a position in file names.
 func (p kindPosition) slug() string {
 	return [...]string{"only", "behind-closed", "behind-blackhole", "first"}[p]
-}
-
-// kindFirstErr returns the first non-nil error.
-func kindFirstErr(errs []error) error {
-	for _, err := range errs {
-		if err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // runKindCell builds the tiers of position pos around the kind at kindAddr,
@@ -595,13 +585,17 @@ func (b *bench) runKindCell(k upstreamKind, kindAddr string, pos kindPosition, f
 		return kindJudge(c, m, otherIP, otherAddr, wantOther)
 	}
 	r := &kindRun{fw: fw}
+	// What reached the kind for client names: the relay's count, less upstreamtier's
+	// probes that ask a client name (those of a down or suspect upstream).
+	kindCount := func() int64 { return front.counts.load.Load() - nameProbes(p.metrics, front.addr()) }
 	for i, network := range kindTransports {
-		k0, o0 := front.counts.load.Load(), other()
+		k0, o0 := kindCount(), other()
 		var kEarly int64
-		answers := kindLoad(p.addr, network, k.checks, *kindsQueries, *kindsRate, b.timeout, judge, func() { kEarly = front.counts.load.Load() })
+		answers := kindLoad(p.addr, network, k.checks, *kindsQueries, *kindsRate, b.timeout, judge, func() { kEarly = kindCount() })
 		st := &r.trans[i]
 		st.summarise(answers, kindTier(pos))
-		st.kindGot, st.kindLate = front.counts.load.Load()-k0, front.counts.load.Load()-kEarly
+		k1 := kindCount()
+		st.kindGot, st.kindLate = max(0, k1-k0), max(0, k1-kEarly)
 		if o := other(); o >= 0 {
 			st.otherGot = o - o0
 		} else {
@@ -611,6 +605,23 @@ func (b *bench) runKindCell(k upstreamKind, kindAddr string, pos kindPosition, f
 	r.health = w.stop()
 	r.downs = kindDownLines(logPath)
 	return r, nil
+}
+
+// nameProbes returns how many probes upstreamtier at metrics sent upstream that
+// may ask a client name: those of kind down and suspect (the others ask the
+// probe name). 0 for forward, whose health checks ask ". NS" only.
+func nameProbes(metrics, upstream string) int64 {
+	ms, err := readMetrics(metrics)
+	if err != nil {
+		return 0
+	}
+	var n float64
+	for _, m := range ms {
+		if m.name == utProbes && m.labels["upstream"] == upstream && (m.labels["kind"] == "down" || m.labels["kind"] == "suspect") {
+			n += m.value
+		}
+	}
+	return int64(n)
 }
 
 // kindDownLines returns the distinct messages of a forwarder's log about upstreams or
@@ -671,7 +682,9 @@ func (b *bench) kindsTable(cells []*kindCell, fwNames, notes []string) string {
 		sep += "--:|--:|--:|---|---|"
 	}
 	s.WriteString("\n" + sep + "\n")
-	fails := map[string][]string{}
+	type failed struct{ kind, rows string } // a kind's failing rows of one forwarder
+	fails := map[string][]failed{}
+	var health []string
 	for _, c := range cells {
 		for ti, tr := range kindTransports {
 			fmt.Fprintf(&s, "| %s | %s | %s |", c.kind.name, c.pos, strings.ToUpper(tr))
@@ -681,38 +694,64 @@ func (b *bench) kindsTable(cells []*kindCell, fwNames, notes []string) string {
 				o := st.outcomes
 				fmt.Fprintf(&s, " %d / %d / %d / %d / %d | %d / %d | %s | %s | %s |",
 					o[outOK], o[outServfail], o[outRefused], o[outWrong], o[outLost], st.byTier[1], st.byTier[2], ms(st.p50), kindOtherText(c.kind, c.pos, st), verdict)
-				if !ok {
-					fails[r.fw] = append(fails[r.fw], fmt.Sprintf("%s %s %s", c.kind.name, c.pos, strings.ToUpper(tr)))
+				if ok {
+					continue
 				}
-				if rc := otherRcodeText(st.rcodes); rc != "" && o[outWrong] > 0 {
-					notes = append(notes, fmt.Sprintf("%s, %s, %s, %s: wrong answers' rcodes: %s", c.kind.name, c.pos, tr, r.fw, rc))
+				f := fails[r.fw]
+				if len(f) == 0 || f[len(f)-1].kind != c.kind.name {
+					f = append(f, failed{kind: c.kind.name})
+				}
+				f[len(f)-1].rows += fmt.Sprintf(", %s %s", c.pos.slug(), tr)
+				fails[r.fw] = f
+				if o[outWrong] > 0 {
+					notes = append(notes, fmt.Sprintf("%s, %s, %s, %s: answers by rcode: %s", c.kind.name, c.pos, tr, r.fw, otherRcodeText(st.rcodes)))
+				}
+				if ti == 0 || kindRowPasses(c.kind, c.pos, r.trans[0]) {
+					health = append(health, fmt.Sprintf("%s, %s, %s: marked down: %s%s", c.kind.name, c.pos, r.fw, r.health, kindLogText(r.downs)))
 				}
 			}
 			s.WriteString("\n")
 		}
 	}
+	var head []string
 	for _, fw := range fwNames {
 		n := len(kindTransports) * len(cells)
 		if len(fails[fw]) == 0 {
-			notes = append([]string{fmt.Sprintf("**%s**: all %d rows pass", fw, n)}, notes...)
-		} else {
-			notes = append([]string{fmt.Sprintf("**%s**: %d of %d rows fail: %s", fw, len(fails[fw]), n, strings.Join(fails[fw], "; "))}, notes...)
+			head = append(head, fmt.Sprintf("**%s**: all %d rows pass", fw, n))
+			continue
 		}
-	}
-	for _, c := range cells {
-		for _, r := range c.runs {
-			if r.health == "no" && len(r.downs) == 0 {
-				continue
-			}
-			what := "marked down: " + r.health
-			if len(r.downs) > 0 {
-				what += "; log: " + strings.Join(r.downs, " | ")
-			}
-			notes = append(notes, fmt.Sprintf("%s, %s, %s: %s", c.kind.name, c.pos, r.fw, what))
+		var parts []string
+		rows := 0
+		for _, f := range fails[fw] {
+			parts = append(parts, fmt.Sprintf("%s (%s)", f.kind, strings.TrimPrefix(f.rows, ", ")))
+			rows += strings.Count(f.rows, ", ")
 		}
+		head = append(head, fmt.Sprintf("**%s**: %d of %d rows fail: %s", fw, rows, n, strings.Join(parts, "; ")))
 	}
+	notes = append(append(head, notes...), health...)
 	writeNotes(&s, notes)
 	return s.String()
+}
+
+// kindRowPasses reports whether one transport's row of a cell passes.
+func kindRowPasses(k upstreamKind, pos kindPosition, s kindStats) bool {
+	ok, _ := kindVerdict(k.fails, pos, s)
+	return ok
+}
+
+// kindLogText renders a failing run's log lines about health for its note.
+func kindLogText(lines []string) string {
+	if len(lines) == 0 {
+		return ""
+	}
+	var out []string
+	for _, l := range lines {
+		if len(l) > 200 {
+			l = l[:200] + "…"
+		}
+		out = append(out, l)
+	}
+	return "; log: " + strings.Join(out, " | ")
 }
 
 // otherRcodeText lists the rcodes of answers, e.g. "NOERROR 12, NXDOMAIN 3".
