@@ -25,7 +25,7 @@ const (
 	firstProbe      = 100 * time.Millisecond
 	riseProbe       = 50 * time.Millisecond
 	allDownProbe    = 50 * time.Millisecond
-	minProbeTimeout = 50 * time.Millisecond
+	minProbeTimeout = 40 * time.Millisecond
 	// firstContact is how long a query waits on the liveness check of an
 	// upstream that has never sent anything back (at startup, or a new
 	// address of a host name) before it is taken for silent: above any
@@ -371,8 +371,8 @@ func (u *Upstream) checkAlive(t time.Time) *liveness {
 			lc.finish(true)
 			return
 		}
+		u.probeFailed(start, cause) // first: a query told silent may ask whether it is down
 		lc.finish(false)
-		u.probeFailed(start, cause)
 	})
 	if !started { // shutting down: no verdict, nothing moves
 		h.mu.Lock()

@@ -343,6 +343,9 @@ func (q *query) plan() (wait time.Duration, check <-chan struct{}, silent bool) 
 		case alive:
 			q.silenceAt = now.Add(q.recheck)
 			continue
+		case next == nil && q.rehear():
+			q.silenceAt = now.Add(q.recheck)
+			continue
 		case next == nil:
 			return 0, nil, true
 		}
@@ -386,6 +389,21 @@ func (q *query) silence() (alive bool, check <-chan struct{}) {
 		}
 	}
 	return false, nil
+}
+
+// rehear asks again about the attempts in flight whose upstreams were
+// found silent but are still up, and reports whether there are any. One
+// silent probe is one piece of evidence, which a stall of this machine can
+// give too: with nothing left to try, the query ends when the upstreams
+// are down on that evidence (fall in a row), not at the first.
+func (q *query) rehear() bool {
+	again := false
+	for i := range q.flights {
+		if f := &q.flights[i]; f.u != nil && f.silent && f.u.available() {
+			f.silent, again = false, true
+		}
+	}
+	return again
 }
 
 // launch starts an attempt in its own goroutine.
