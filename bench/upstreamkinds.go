@@ -493,6 +493,7 @@ func (b *bench) upstreamKindsScenario(fws []forwarder) (string, error) {
 		env.rootNSD, env.authNSD = root.addr, auth.addr
 	}
 	var cells []*kindCell
+	var probeAnswers []string // what each kind answers to the default probe, ". NS"
 	for _, k := range kinds {
 		addr, stop, err := k.start(env, logOf(k.name))
 		if err != nil {
@@ -500,6 +501,7 @@ func (b *bench) upstreamKindsScenario(fws []forwarder) (string, error) {
 			fmt.Printf("upstreamkinds: %s did not start: %v\n", k.name, err)
 			continue
 		}
+		probeAnswers = append(probeAnswers, fmt.Sprintf("%s %s", k.name, rootNSAnswer(addr)))
 		for _, pos := range k.positions() {
 			fmt.Printf("upstreamkinds: %s, %s\n", k.name, pos)
 			// One forwarder after the other: at once, they would share the kind's
@@ -517,7 +519,22 @@ func (b *bench) upstreamKindsScenario(fws []forwarder) (string, error) {
 		}
 		stop()
 	}
+	notes = append(notes, "what each kind answers to `. NS`, the probe's default name: "+strings.Join(probeAnswers, ", "))
 	return title + b.kindsTable(cells, fwNames, notes), nil
+}
+
+// rootNSAnswer says what addr answers to ". NS" over UDP, as a probe asks it.
+func rootNSAnswer(addr string) string {
+	q := new(dns.Msg)
+	q.SetQuestion(".", dns.TypeNS)
+	m, _, err := (&dns.Client{Timeout: time.Second}).Exchange(q, addr)
+	switch {
+	case err != nil:
+		return "no answer (" + err.Error() + ")"
+	case len(m.Question) == 0:
+		return dns.RcodeToString[m.Rcode] + " without a question section"
+	}
+	return dns.RcodeToString[m.Rcode]
 }
 
 // slug names a position in file names.
