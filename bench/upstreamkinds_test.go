@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/upstreamtier/upstreamtier/internal/faultdns"
 )
 
 // kindReply builds an answer to check c with rcode and, when data is not "", one A or TXT record holding it.
@@ -203,5 +205,67 @@ func TestKindPositions(t *testing.T) {
 	}
 	if kindTier(posBehindBlackhole) != 2 || kindTier(posFirst) != 1 || kindTier(posOnly) != 1 {
 		t.Error("kindTier")
+	}
+}
+
+func TestKindLoadOverUDPAndTCP(t *testing.T) {
+	s, err := startUpstream() // faultdns, in process: A queries get its IP
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	checks := []kindCheck{{"a." + loadZone, dns.TypeA, dns.RcodeSuccess, s.AnswerIP().String()}}
+	judge := func(c kindCheck, m *dns.Msg) (kindOutcome, kindSource) { return kindJudge(c, m, "", "", false) }
+	for _, network := range kindTransports {
+		early := false
+		answers := kindLoad(s.Addr(), network, checks, 20, 500, time.Second, judge, func() { early = true })
+		var st kindStats
+		st.summarise(answers, 1)
+		if st.outcomes[outOK] != 20 || st.byTier[1] != 20 {
+			t.Errorf("%s: outcomes %v, by tier %v; want 20 right from tier 1", network, st.outcomes, st.byTier)
+		}
+		if !early {
+			t.Errorf("%s: the early hook was not called", network)
+		}
+	}
+	if got := s.QueriesFor(checks[0].name); got != 40 {
+		t.Errorf("the server got %d queries, want 40", got)
+	}
+}
+
+func TestRootNSAnswer(t *testing.T) {
+	s, err := startUpstream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if got := rootNSAnswer(s.Addr()); got != "NOERROR" {
+		t.Errorf("healthy: %q", got)
+	}
+	if err := s.SetMode(faultdns.Refused); err != nil {
+		t.Fatal(err)
+	}
+	if got := rootNSAnswer(s.Addr()); got != "REFUSED" {
+		t.Errorf("refusing: %q", got)
+	}
+}
+
+func TestKindOtherText(t *testing.T) {
+	refuser, nsd := upstreamKind{name: "r", fails: true}, upstreamKind{name: "nsd"}
+	s := kindStats{kindGot: 2, kindLate: 0, otherGot: 3}
+	for _, c := range []struct {
+		k    upstreamKind
+		pos  kindPosition
+		want string
+	}{
+		{refuser, posFirst, "t1 got 2 (0 from query 11 on)"},
+		{nsd, posFirst, "t2 got 3"},
+		{nsd, posBehindBlackhole, "dead t1 got 3"},
+		{nsd, posBehindClosed, "–"},
+		{nsd, posOnly, "–"},
+	} {
+		if got := kindOtherText(c.k, c.pos, s); got != c.want {
+			t.Errorf("%s %s: %q, want %q", c.k.name, c.pos, got, c.want)
+		}
 	}
 }
