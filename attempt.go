@@ -15,6 +15,7 @@ import (
 const (
 	reasonTimeout  = "timeout"
 	reasonSilent   = "upstream silent"
+	reasonAllDown  = "no tier available"
 	reasonNetwork  = "network error"
 	reasonRcode    = "failover rcode"
 	reasonMismatch = "answer does not match the query"
@@ -62,7 +63,7 @@ func (e *attemptError) what() string {
 // label returns the reason as a metric label.
 func (e *attemptError) label() string {
 	switch e.reason {
-	case reasonTimeout, reasonSilent, reasonBudget:
+	case reasonTimeout, reasonSilent, reasonAllDown, reasonBudget:
 		return "timeout"
 	case reasonRcode:
 		return "rcode"

@@ -52,12 +52,17 @@ type healthCheck struct {
 // attemptContext is the context of the client attempts of one period.
 type attemptContext struct {
 	ctx context.Context
-	end context.CancelFunc
+	end context.CancelCauseFunc
 }
 
 func newAttemptContext() *attemptContext {
-	ctx, end := context.WithCancel(context.Background())
+	ctx, end := context.WithCancelCause(context.Background())
 	return &attemptContext{ctx, end}
+}
+
+// endLater ends the attempts of the period shutdownGrace from now.
+func (ac *attemptContext) endLater() {
+	time.AfterFunc(shutdownGrace, func() { ac.end(errAbandoned) })
 }
 
 // shutdownGrace is how long the client attempts in flight at shutdown
@@ -89,8 +94,17 @@ func (hc *healthCheck) begin() {
 // plugin itself goes on, in case the new Corefile is refused.
 func (hc *healthCheck) interruptAttempts() {
 	hc.lifeOnce.Do(hc.begin)
-	old := hc.attempts.Swap(newAttemptContext())
-	time.AfterFunc(shutdownGrace, old.end)
+	hc.attempts.Swap(newAttemptContext()).endLater()
+}
+
+// endAttempts ends the client attempts in flight now, with the cause
+// given; later ones get a new context. When no tier is available, every
+// attempt in flight is on an upstream that is down, and its query gets the
+// immediate SERVFAIL the new ones get, instead of waiting for an attempt
+// that a transport runs in the query's goroutine.
+func (hc *healthCheck) endAttempts(cause error) {
+	hc.lifeOnce.Do(hc.begin)
+	hc.attempts.Swap(newAttemptContext()).end(cause)
 }
 
 // goProbe runs probe in a goroutine that shutdown waits for, unless the
@@ -120,7 +134,7 @@ func (hc *healthCheck) shutdown() {
 	if !hc.stopped {
 		hc.stopped = true
 		close(hc.stop)
-		time.AfterFunc(shutdownGrace, hc.attempts.Load().end)
+		hc.attempts.Load().endLater()
 	}
 	hc.mu.Unlock()
 	hc.endLife()
@@ -435,6 +449,9 @@ func (ut *UpstreamTier) tiersChanged() {
 		return
 	}
 	ut.serving = serving
+	if serving < 0 {
+		ut.hc.endAttempts(errAllDown)
+	}
 	from, to := ut.tierName(prev), ut.tierName(serving)
 	switch {
 	case serving < 0:

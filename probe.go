@@ -330,6 +330,31 @@ func (lc *liveness) finish(alive bool) {
 	})
 }
 
+// askSilence asks whether the upstream is alive, as plan does for an
+// attempt in flight, for an attempt that started at since on a transport
+// that blocks its query until the answer, until done is closed or the
+// upstream is down.
+func (u *Upstream) askSilence(since time.Time, done <-chan struct{}) {
+	for u.available() {
+		lc := u.checkAlive(since)
+		select {
+		case <-done:
+			return
+		case <-lc.done:
+		}
+		if lc.alive {
+			since = time.Now()
+		}
+		t := time.NewTimer(u.checkpoint(u.hc.limit))
+		select {
+		case <-done:
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
 // checkAlive returns the answer to "has the upstream sent anything back
 // since t?": at once if it has, otherwise a check that ends alive with the
 // next thing the upstream sends back, the probe it starts included, or

@@ -73,6 +73,10 @@ func (l *proxiedLink) send(ctx context.Context, _ string, q attemptQuery, deadli
 	ctx, cancel := context.WithDeadline(ctx, deadline)
 	p := &proxiedPending{done: make(chan struct{}), cancel: cancel}
 	if q.alone {
+		if q.stalled != nil {
+			t := time.AfterFunc(time.Until(q.checkAt), func() { q.stalled.askSilence(q.start, p.done) })
+			defer t.Stop()
+		}
 		l.exchange(ctx, p, q.req)
 	} else {
 		go l.exchange(ctx, p, q.req.Copy())

@@ -205,13 +205,17 @@ func (q *query) inline(u *Upstream) (m *dns.Msg, err *attemptError, pending bool
 	q.attempts++
 
 	life := q.ut.hc.attemptLife()
-	a, serr := u.link.send(life, q.clientProto, attemptQuery{q.req, q.packet, q.ut.lone()}, deadline)
+	checkAt := start.Add(silenceDelay(checkpoint))
+	aq := attemptQuery{req: q.req, pkt: q.packet, alone: q.ut.lone()}
+	if aq.alone {
+		aq.stalled, aq.start, aq.checkAt = u, start, checkAt
+	}
+	a, serr := u.link.send(life, q.clientProto, aq, deadline)
 	if serr != nil {
 		_, err = q.settle(u, nil, serr, start)
 		q.tap(u, proto, nil, start)
 		return nil, err, false
 	}
-	checkAt := start.Add(silenceDelay(checkpoint))
 	ret, rerr := a.await(earliest(checkAt, deadline))
 	if rerr != nil && isTimeout(rerr) && checkAt.Before(deadline) {
 		// Slow: the attempt goes on in its own goroutine, and race asks
@@ -227,8 +231,8 @@ func (q *query) inline(u *Upstream) (m *dns.Msg, err *attemptError, pending bool
 		return nil, nil, true
 	}
 	ret, rerr = a.finish(life, ret, rerr, deadline)
-	if rerr != nil && life.Err() != nil { // a reload or shutdown ended it: no verdict
-		return nil, &attemptError{upstream: u, reason: reasonNetwork, err: errAbandoned}, false
+	if rerr != nil && life.Err() != nil { // ended from outside: no verdict
+		return nil, ended(life, u), false
 	}
 	m, err = q.settle(u, ret, rerr, start)
 	q.tap(u, proto, m, start)
@@ -432,7 +436,7 @@ func (q *query) launch(u *Upstream, hedge bool) {
 // it had an answer says nothing about the upstream: it is not judged.
 func (o *outgoing) report(ctx context.Context, u *Upstream, ret *dns.Msg, err error, proto string, start time.Time, slot int) outcome {
 	if err != nil && ctx.Err() != nil {
-		return outcome{nil, u, &attemptError{upstream: u, reason: reasonNetwork, err: errAbandoned}, proto, start, slot}
+		return outcome{nil, u, ended(ctx, u), proto, start, slot}
 	}
 	m, cause := o.settle(u, ret, err, start)
 	return outcome{m, u, cause, proto, start, slot}
@@ -545,6 +549,15 @@ func earliest(a, b time.Time) time.Time {
 		return a
 	}
 	return b
+}
+
+// ended is the failure of an attempt on u that ctx ended before it had an
+// answer: no verdict on the upstream, and the reason its query is told.
+func ended(ctx context.Context, u *Upstream) *attemptError {
+	if errors.Is(context.Cause(ctx), errAllDown) {
+		return &attemptError{upstream: u, reason: reasonAllDown}
+	}
+	return &attemptError{upstream: u, reason: reasonNetwork, err: errAbandoned}
 }
 
 // errAbandoned is the error of an attempt that its query no longer waited for.

@@ -82,3 +82,35 @@ func expectServfail22(t *testing.T, m *dns.Msg) {
 		t.Fatalf("want SERVFAIL with EDE 22, got\n%s", m)
 	}
 }
+
+// A lone DoH or DoQ upstream's exchange runs in the query's goroutine
+// until the answer: when the upstream is silent, its silence is asked about
+// all the same, and when it is down on that evidence (all tiers down), the
+// query waiting on it gets the SERVFAIL at once, not after its 30 s attempt.
+func TestLoneEncryptedSilenceEndsQuery(t *testing.T) {
+	for _, scheme := range []string{"https", "quic"} {
+		t.Run(scheme, func(t *testing.T) {
+			var addr string
+			if scheme == "quic" {
+				addr = blackhole(t)
+			} else {
+				addr, _ = silentTCP(t)
+			}
+			ut := newPlugin(t, "upstreamtier {\n tier site "+scheme+"://"+addr+"%"+dotServerName+"\n timeout 30s\n attempt_timeout 30s\n health_check 10ms\n}")
+			changes := watch(ut)
+			var m *dns.Msg
+			within(t, "a query on a silent lone "+scheme+" upstream", func() {
+				m, _ = serve(t, ut, newClientQuery("www.example.org", dns.TypeA), false)
+			})
+			expectServfail22(t, m)
+			select {
+			case c := <-changes:
+				if c.up {
+					t.Fatalf("health change %+v, want down", c)
+				}
+			default:
+				t.Fatal("the query ended before its upstream was down")
+			}
+		})
+	}
+}

@@ -49,6 +49,19 @@ type attemptQuery struct {
 	req   *dns.Msg
 	pkt   packet
 	alone bool // no other upstream may take over: the transport may block until the answer
+	// A transport that blocks the caller until the answer calls
+	// stalled.askSilence(start, done) if none has come by checkAt, done
+	// closed when the exchange is over, so that the upstream's silence is
+	// still asked about and can end the query.
+	stalled        silenceAsker
+	start, checkAt time.Time
+}
+
+// silenceAsker asks, until done is closed, whether an upstream has sent
+// anything back since an attempt started: silence is evidence, and all
+// tiers down ends the attempts in flight.
+type silenceAsker interface {
+	askSilence(since time.Time, done <-chan struct{})
 }
 
 // dialing is how every upstream of the plugin connects, from the top of
