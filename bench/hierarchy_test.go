@@ -141,7 +141,7 @@ func TestHierSummary(t *testing.T) {
 		t.Errorf("origin's other queries %d, want 1", n)
 	}
 	note := hierTargetNote(r, ph)
-	for _, w := range []string{"1 unanswered (0: **missed**)", "1 answers not right", "origin got 1 client queries sent outside phase 3 (0, bar the second after: met)", "350 ms after both back (≤ 1 s: met)"} {
+	for _, w := range []string{"1 unanswered (0: **missed**)", "1 answers not right", "origin got 0 client queries sent while an ISP was up (0: met; 0 more", "350 ms after both back (≤ 1 s: met)"} {
 		if !strings.Contains(note, w) {
 			t.Errorf("target note %q lacks %q", note, w)
 		}
@@ -190,5 +190,40 @@ func TestHierStanza(t *testing.T) {
 		if !strings.Contains(fw, w) {
 			t.Errorf("%q lacks %q", fw, w)
 		}
+	}
+}
+
+func TestHierOriginEarly(t *testing.T) {
+	r := hierTestRun()
+	if got := r.originEarly(); got != "" {
+		t.Errorf("no early origin queries: %q", got)
+	}
+	// Query 12, sent at 12 s while isp-a was dead: isp-b got it 2 ms later, the origin 150 ms later.
+	r.servers[2].at[12].Store(r.load.start.Add(12*time.Second + 150*time.Millisecond).UnixNano())
+	r.servers[1].at[12].Store(r.load.start.Add(12*time.Second + 2*time.Millisecond).UnixNano())
+	want := "upstreamtier: the origin received 1 client queries sent before both ISPs were down; when each server received them after their send: query 12 sent at 12.00 s (isp-a –, isp-b +2.0 ms, origin +150 ms)"
+	if got := r.originEarly(); got != want {
+		t.Errorf("originEarly:\n got %s\nwant %s", got, want)
+	}
+}
+
+func TestHierOriginWhileUp(t *testing.T) {
+	ms := time.Millisecond
+	r := &hierRun{load: &loadResult{start: time.Unix(1000, 0), records: make([]record, 40000)}, events: [3]time.Duration{10 * time.Second, 20 * time.Second, 30 * time.Second}}
+	for i := range r.load.records {
+		r.load.records[i].sent = int64(time.Duration(i) * ms)
+	}
+	for i := range r.servers {
+		r.servers[i] = newHierArrivals(40000)
+	}
+	got := func(i int) { r.servers[2].at[i].Store(r.load.start.Add(time.Duration(i)*ms + ms).UnixNano()) }
+	got(5000)  // phase 1: judged
+	got(9950)  // 50 ms before the kill: at the edge
+	got(15000) // phase 2: judged
+	got(19999) // 1 ms before the freeze: at the edge
+	got(25000) // phase 3: the origin's own
+	got(30500) // phase 4: backAfter's
+	if judged, atEdge := r.originWhileUp(); judged != 2 || atEdge != 2 {
+		t.Errorf("originWhileUp = %d, %d; want 2, 2", judged, atEdge)
 	}
 }
