@@ -1,7 +1,6 @@
 package upstreamtier
 
 import (
-	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -233,19 +232,6 @@ func (p *parser) addUpstreams(t *Tier, line int) {
 		}
 		t.add(newUpstream(to.hostport, to.transport, to.serverName, t, ut.hc))
 	}
-}
-
-// tierTLSConfig returns the TLS client configuration of one DoT upstream.
-// Certificates are always verified: against the system roots, or the CA
-// given with the tier's tls option.
-func tierTLSConfig(t *Tier, serverName string) *tls.Config {
-	cfg := new(tls.Config)
-	if t.tlsConfig != nil {
-		cfg = t.tlsConfig.Clone()
-	}
-	cfg.ServerName = serverName + t.tlsServerName
-	cfg.ClientSessionCache = tls.NewLRUClientSessionCache(1)
-	return cfg
 }
 
 // countEncrypted returns how many of the tier's upstreams are tls://,

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/upstreamtier/upstreamtier/internal/dnspool"
+	"github.com/upstreamtier/upstreamtier/internal/upstream"
 
 	"github.com/miekg/dns"
 )
@@ -116,7 +117,7 @@ func classify(u *Upstream, err error) *attemptError {
 	if isTimeout(err) {
 		return &attemptError{upstream: u, reason: reasonTimeout}
 	}
-	if errors.Is(err, dnspool.ErrWrongID) || errors.Is(err, errMalformed) {
+	if errors.Is(err, dnspool.ErrWrongID) || errors.Is(err, upstream.ErrMalformed) {
 		return &attemptError{upstream: u, reason: reasonMismatch, err: err}
 	}
 	return &attemptError{upstream: u, reason: reasonNetwork, err: err}

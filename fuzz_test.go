@@ -20,6 +20,7 @@ import (
 	"github.com/coredns/coredns/plugin/pkg/transport"
 	"github.com/coredns/coredns/plugin/test"
 	"github.com/upstreamtier/upstreamtier/internal/faultdns"
+	"github.com/upstreamtier/upstreamtier/internal/upstream"
 
 	"github.com/miekg/dns"
 )
@@ -244,29 +245,21 @@ func checkVerifying(t *testing.T, u *Upstream, cfg *tls.Config) {
 	}
 }
 
-// checkLink makes u's link, as startup does, and checks that it is the
-// transport u is written with, verifying certificates against a name.
+// checkLink makes u's link, as startup does, and checks that an
+// encrypted upstream's verifies certificates against a name, and that a
+// plain one has no TLS.
 func checkLink(t *testing.T, u *Upstream, d dialing) {
 	t.Helper()
-	l := newLink(u, d)
-	defer l.stop()
-	switch l := l.(type) {
-	case *plainLink:
-		if u.scheme != transport.DNS {
-			t.Fatalf("upstream %s: plain DNS link for %s", u.Addr(), u.scheme)
-		}
-	case *dotLink:
-		if u.scheme != transport.TLS {
-			t.Fatalf("upstream %s: DoT link for %s", u.Addr(), u.scheme)
-		}
-		checkVerifying(t, u, l.pool.TLSConfig())
-	case *proxiedLink:
-		if u.scheme != transport.HTTPS && u.scheme != transport.QUIC {
-			t.Fatalf("upstream %s: proxied link for %s", u.Addr(), u.scheme)
-		}
-		checkVerifying(t, u, l.proxy.GetTransport().GetTLSConfig())
-	default:
-		t.Fatalf("upstream %s: link %T", u.Addr(), l)
+	l := upstream.New(linkConfig(u, d))
+	defer l.Stop(0)
+	tl, ok := l.(interface{ TLSConfig() *tls.Config })
+	switch {
+	case u.scheme == transport.DNS && ok:
+		t.Fatalf("upstream %s: plain DNS with a TLS link %T", u.Addr(), l)
+	case u.scheme != transport.DNS && !ok:
+		t.Fatalf("upstream %s: %s without TLS, link %T", u.Addr(), u.scheme, l)
+	case ok:
+		checkVerifying(t, u, tl.TLSConfig())
 	}
 }
 

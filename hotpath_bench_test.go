@@ -51,7 +51,7 @@ func BenchmarkServeDNSParallel(b *testing.B) {
 	up := startUpstreams(b, 1)
 	b.Run("upstreamtier", func(b *testing.B) {
 		ut := newPlugin(b, "upstreamtier {\n tier site %s\n}", up...)
-		pool := ut.tiers[0].upstreams()[0].link.(*plainLink).udp
+		pool := ut.tiers[0].upstreams()[0].link.(interface{ Dials() int64 })
 		before := pool.Dials()
 		benchmarkParallel(b, ut)
 		b.ReportMetric(float64(pool.Dials()-before)/float64(b.N), "dials/op")

@@ -5,6 +5,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/upstreamtier/upstreamtier/internal/upstream"
+
 	"github.com/miekg/dns"
 )
 
@@ -95,7 +97,7 @@ func (u *Upstream) probe(kind string, q question, rd bool, failover map[int]bool
 	var cause *attemptError
 	wire, err := m.Pack()
 	if err == nil {
-		aq := attemptQuery{req: m, pkt: newPacket(wire, dns.MinMsgSize, m.Question[0])}
+		aq := upstream.Query{Req: m, Packet: upstream.NewPacket(wire, dns.MinMsgSize, m.Question[0])}
 		ret, err = u.exchange(u.hc.lifetime(), "udp", aq, deadline)
 		cause = judge(u, q, failover, ret, err)
 	} else {
@@ -330,11 +332,11 @@ func (lc *liveness) finish(alive bool) {
 	})
 }
 
-// askSilence asks whether the upstream is alive, as plan does for an
+// AskSilence asks whether the upstream is alive, as plan does for an
 // attempt in flight, for an attempt that started at since on a transport
 // that blocks its query until the answer, until done is closed or the
 // upstream is down.
-func (u *Upstream) askSilence(since time.Time, done <-chan struct{}) {
+func (u *Upstream) AskSilence(since time.Time, done <-chan struct{}) {
 	for u.available() {
 		lc := u.checkAlive(since)
 		select {

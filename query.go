@@ -9,6 +9,7 @@ import (
 	"github.com/coredns/coredns/plugin/metrics"
 	"github.com/coredns/coredns/plugin/pkg/edns"
 	"github.com/coredns/coredns/request"
+	"github.com/upstreamtier/upstreamtier/internal/upstream"
 
 	"github.com/miekg/dns"
 )
@@ -19,7 +20,8 @@ import (
 type outgoing struct {
 	ut          *UpstreamTier
 	ctx         context.Context
-	packet      // the client's query packed; an attempt patches its ID in
+	packet      upstream.Packet // the client's query packed; an attempt patches its ID in
+	size        uint16          // the client's buffer size
 	clientProto string
 	question
 	judged   bool      // its answers may move health: not a type clients choose to hurt (see qtype.go)
@@ -201,22 +203,22 @@ func (q *query) inline(u *Upstream) (m *dns.Msg, err *attemptError, pending bool
 	start := time.Now()
 	limit, checkpoint := q.ut.timing(u)
 	deadline := earliest(start.Add(limit), q.deadline)
-	proto := u.link.network(q.clientProto)
+	proto := u.link.Network(q.clientProto)
 	q.attempts++
 
 	life := q.ut.hc.attemptLife()
 	checkAt := start.Add(silenceDelay(checkpoint))
-	aq := attemptQuery{req: q.req, pkt: q.packet, alone: q.ut.lone()}
-	if aq.alone {
-		aq.stalled, aq.start, aq.checkAt = u, start, checkAt
+	aq := upstream.Query{Req: q.req, Packet: q.packet, Alone: q.ut.lone()}
+	if aq.Alone {
+		aq.Stalled, aq.Start, aq.CheckAt = u, start, checkAt
 	}
-	a, serr := u.link.send(life, q.clientProto, aq, deadline)
+	a, serr := u.link.Send(life, q.clientProto, aq, deadline)
 	if serr != nil {
 		_, err = q.settle(u, nil, serr, start)
 		q.tap(u, proto, nil, start)
 		return nil, err, false
 	}
-	ret, rerr := a.await(earliest(checkAt, deadline))
+	ret, rerr := a.Await(earliest(checkAt, deadline))
 	if rerr != nil && isTimeout(rerr) && checkAt.Before(deadline) {
 		// Slow: the attempt goes on in its own goroutine, and race asks
 		// whether its upstream is there at all, even with nobody to hand
@@ -224,13 +226,13 @@ func (q *query) inline(u *Upstream) (m *dns.Msg, err *attemptError, pending bool
 		slot := q.track(u, start, checkpoint)
 		o, pending := q.outgoing, a
 		q.goRun(slot, func(ctx context.Context) outcome {
-			ret, rerr := pending.awaitCtx(ctx, deadline)
-			ret, rerr = pending.finish(ctx, ret, rerr, deadline)
+			ret, rerr := pending.AwaitCtx(ctx, deadline)
+			ret, rerr = pending.Finish(ctx, ret, rerr, deadline)
 			return o.report(ctx, u, ret, rerr, proto, start, slot)
 		})
 		return nil, nil, true
 	}
-	ret, rerr = a.finish(life, ret, rerr, deadline)
+	ret, rerr = a.Finish(life, ret, rerr, deadline)
 	if rerr != nil && life.Err() != nil { // ended from outside: no verdict
 		return nil, ended(life, u), false
 	}
@@ -420,8 +422,8 @@ func (q *query) launch(u *Upstream, hedge bool) {
 		q.hedges++
 		hedgeCount.WithLabelValues(metrics.WithServer(q.ctx), u.tier.name).Inc()
 	}
-	proto := u.link.network(q.clientProto)
-	aq := attemptQuery{req: q.req, pkt: q.packet.clone()} // the attempt's own wire, which its transport may write into
+	proto := u.link.Network(q.clientProto)
+	aq := upstream.Query{Req: q.req, Packet: q.packet.Clone()} // the attempt's own wire, which its transport may write into
 	slot := q.track(u, start, checkpoint)
 	o := q.outgoing
 	q.goRun(slot, func(ctx context.Context) outcome {
@@ -520,7 +522,7 @@ func (o *outgoing) settle(u *Upstream, m *dns.Msg, err error, start time.Time) (
 // attempt that runs in its own goroutine may still read it.
 func (q *query) release(buf *[]byte) {
 	if q.results == nil {
-		bufPool.Put(buf)
+		upstream.PutBuffer(buf)
 	}
 }
 

@@ -21,6 +21,7 @@ import (
 	"github.com/coredns/caddy"
 	"github.com/coredns/caddy/caddyfile"
 	"github.com/miekg/dns"
+	"github.com/upstreamtier/upstreamtier/internal/upstream"
 )
 
 // setupTestFiles writes the files some stanzas refer to into a temporary
@@ -876,13 +877,10 @@ func TestSetupHealthOptions(t *testing.T) {
 // tlsConfigOf makes u's link, as startup does, and returns its TLS
 // configuration; nil for plain DNS.
 func tlsConfigOf(u *Upstream) *tls.Config {
-	l := newLink(u, dialing{readTimeout: time.Second})
-	defer l.stop()
-	switch l := l.(type) {
-	case *dotLink:
-		return l.pool.TLSConfig()
-	case *proxiedLink:
-		return l.proxy.GetTransport().GetTLSConfig()
+	l := upstream.New(linkConfig(u, dialing{readTimeout: time.Second}))
+	defer l.Stop(0)
+	if tl, ok := l.(interface{ TLSConfig() *tls.Config }); ok {
+		return tl.TLSConfig()
 	}
 	return nil
 }

@@ -225,7 +225,7 @@ func waitProbing(t *testing.T, ut *UpstreamTier, addr string) {
 	waitFor(t, "an exchange in flight with "+addr, func() bool {
 		for _, tr := range ut.tiers {
 			for _, u := range tr.upstreams() {
-				if l, ok := u.link.(*plainLink); ok && u.addr == addr && l.udp.InUse()+l.tcp.InUse() > 0 {
+				if l, ok := u.link.(interface{ InUse() int }); ok && u.addr == addr && l.InUse() > 0 {
 					return true
 				}
 			}

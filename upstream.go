@@ -4,17 +4,18 @@ import (
 	"sync/atomic"
 
 	"github.com/coredns/coredns/plugin/pkg/transport"
+	"github.com/upstreamtier/upstreamtier/internal/upstream"
 )
 
 // Upstream is one server of a tier. Its queries go over its link, which
-// alone knows the transport (transport.go).
+// alone knows the transport (internal/upstream).
 type Upstream struct {
 	addr       string // host:port
 	scheme     string // transport.DNS, TLS, HTTPS or QUIC: how it is written and told apart
 	serverName string // the name its certificate must have, when not the tier's tls_servername
 	tier       *Tier
 	hc         *healthCheck
-	link       link // set at start
+	link       upstream.Link // set at start
 
 	health  health
 	metrics atomic.Pointer[upstreamSeries] // hot-path metric children, for the last server label seen
@@ -37,12 +38,12 @@ func (u *Upstream) Addr() string {
 }
 
 // start opens the upstream's link.
-func (u *Upstream) start(d dialing) { u.link = newLink(u, d) }
+func (u *Upstream) start(d dialing) { u.link = upstream.New(linkConfig(u, d)) }
 
 // stop closes the link, if startup got to open it, ending the reads still
 // waiting on the upstream.
 func (u *Upstream) stop() {
 	if u.link != nil {
-		u.link.stop()
+		u.link.Stop(shutdownGrace)
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/coredns/coredns/request"
 
 	"github.com/upstreamtier/upstreamtier/internal/dnspool"
+	"github.com/upstreamtier/upstreamtier/internal/upstream"
 
 	"github.com/miekg/dns"
 )
@@ -108,13 +109,13 @@ func (ut *UpstreamTier) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *d
 		return ut.fail(ctx, w, q, dns.ExtendedErrorCodeNoReachableAuthority, servfailAllDown, errAllDown)
 	}
 
-	buf := bufPool.Get().(*[]byte)
+	buf := upstream.Buffer()
 	wire, err := r.PackBuffer(*buf)
 	if err != nil {
-		bufPool.Put(buf)
+		upstream.PutBuffer(buf)
 		return dns.RcodeFormatError, plugin.Error(pluginName, err)
 	}
-	q.packet = newPacket(wire, q.size, r.Question[0])
+	q.packet = upstream.NewPacket(wire, q.size, r.Question[0])
 
 	ret, u, aerr := q.resolve(u)
 	q.release(buf)

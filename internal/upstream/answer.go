@@ -1,4 +1,4 @@
-package upstreamtier
+package upstream
 
 import (
 	"encoding/binary"
@@ -23,6 +23,13 @@ var bufPool = sync.Pool{New: func() any {
 	b := make([]byte, pooledBuf)
 	return &b
 }}
+
+// Buffer returns a pooled buffer to pack a query into; give it back with
+// PutBuffer once no attempt reads the packet any more.
+func Buffer() *[]byte { return bufPool.Get().(*[]byte) }
+
+// PutBuffer gives a buffer from Buffer back.
+func PutBuffer(b *[]byte) { bufPool.Put(b) }
 
 // Header bits, as dns.Msg.Unpack reads them.
 const (
@@ -53,7 +60,7 @@ type answerBlock struct {
 const blockRRs = 4
 
 // unpackAnswer unpacks p, an answer to pkt.
-func unpackAnswer(p []byte, pkt *packet) (*dns.Msg, error) {
+func unpackAnswer(p []byte, pkt *Packet) (*dns.Msg, error) {
 	b := new(answerBlock)
 	m := &b.msg
 	if unpackMatching(b, p, pkt) {
@@ -65,7 +72,7 @@ func unpackAnswer(p []byte, pkt *packet) (*dns.Msg, error) {
 
 // unpackMatching unpacks p into b if it is a response whose question is
 // pkt's, and reports whether it did.
-func unpackMatching(b *answerBlock, p []byte, pkt *packet) bool {
+func unpackMatching(b *answerBlock, p []byte, pkt *Packet) bool {
 	m := &b.msg
 	qend := pkt.qend
 	if qend == 0 || len(p) < qend {

@@ -1,4 +1,4 @@
-package upstreamtier
+package upstream
 
 import (
 	"fmt"
@@ -16,7 +16,7 @@ import (
 func TestUnpackAnswerAsUnpack(t *testing.T) {
 	q := newClientQuery("WWW.Example.org", dns.TypeA)
 	wire, _ := q.Pack()
-	pkt := newPacket(wire, 1232, q.Question[0])
+	pkt := NewPacket(wire, 1232, q.Question[0])
 	if pkt.qend == 0 {
 		t.Fatal("question not found in the packed query")
 	}
@@ -96,7 +96,7 @@ func TestUnpackAnswerAsUnpack(t *testing.T) {
 func TestUnpackAnswerSectionsApart(t *testing.T) {
 	q := newClientQuery("www.example.org", dns.TypeA)
 	wire, _ := q.Pack()
-	pkt := newPacket(wire, 1232, q.Question[0])
+	pkt := NewPacket(wire, 1232, q.Question[0])
 	m := new(dns.Msg)
 	m.SetReply(q)
 	m.Answer = []dns.RR{&dns.A{Hdr: dns.RR_Header{Name: "www.example.org.", Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60}, A: net.IPv4(192, 0, 2, 1)}}
@@ -111,4 +111,12 @@ func TestUnpackAnswerSectionsApart(t *testing.T) {
 	if got.Extra[0] != opt || len(got.Extra) != 1 {
 		t.Fatal("appending to the answer section overwrote the additional section")
 	}
+}
+
+// newClientQuery returns an A query with EDNS0, as dig sends.
+func newClientQuery(name string, qtype uint16) *dns.Msg {
+	m := new(dns.Msg)
+	m.SetQuestion(dns.Fqdn(name), qtype)
+	m.SetEdns0(1232, false)
+	return m
 }

@@ -1,7 +1,8 @@
-package upstreamtier
+package upstream
 
 import (
 	"context"
+	"crypto/tls"
 	"time"
 
 	"github.com/upstreamtier/upstreamtier/internal/dnspool"
@@ -12,8 +13,8 @@ import (
 // and DoQ do. The proxy's DoT reads until its fixed read timeout whatever
 // the attempt's context says, and rewrites the request's ID in place: each
 // attempt would need a copy of the request and a goroutine of its own to
-// stop at its adaptive deadline, which cost a quarter more CPU per query
-// than forward (see the README's encrypted benchmark). On the pool an
+// stop at its adaptive deadline, which cost measurably more CPU per
+// query than forward (bench/README.md, the encrypted scenario). On the pool an
 // attempt writes its own packed query and sets its own deadlines, as over
 // plain TCP; the handshake and session resumption are crypto/tls's, and
 // certificates are always verified. A new connection is dialled and shaken
@@ -28,24 +29,30 @@ type dotLink struct {
 // costs more than keeping a connection.
 const dotExpire = 10 * time.Second
 
-// newDoT returns the link of u, a tls:// upstream.
-func newDoT(u *Upstream, d dialing) *dotLink {
-	opts := d.pool
-	opts.TLS = tierTLSConfig(u.tier, u.serverName)
+// newDoT returns the link of a tls:// upstream.
+func newDoT(cfg Config) *dotLink {
+	opts := cfg.Pool
+	opts.TLS = cfg.TLS
 	if opts.Expire <= 0 {
 		opts.Expire = dotExpire
 	}
-	return &dotLink{pool: dnspool.New(u.addr, "tcp", opts)}
+	return &dotLink{pool: dnspool.New(cfg.Addr, "tcp", opts)}
 }
 
-func (l *dotLink) network(string) string { return "tcp" }
+// Network implements Link: DoT runs over TCP.
+func (l *dotLink) Network(string) string { return "tcp" }
 
-func (l *dotLink) send(ctx context.Context, _ string, q attemptQuery, deadline time.Time) (pending, error) {
-	p, err := sendTCP(ctx, l.pool, q.pkt, deadline)
+// Send implements Link.
+func (l *dotLink) Send(ctx context.Context, _ string, q Query, deadline time.Time) (Pending, error) {
+	p, err := sendTCP(ctx, l.pool, q.Packet, deadline)
 	if err != nil {
 		return nil, err
 	}
 	return p, nil
 }
 
-func (l *dotLink) stop() { l.pool.Close(shutdownGrace) }
+// Stop implements Link.
+func (l *dotLink) Stop(grace time.Duration) { l.pool.Close(grace) }
+
+// TLSConfig returns the configuration connections are verified with.
+func (l *dotLink) TLSConfig() *tls.Config { return l.pool.TLSConfig() }

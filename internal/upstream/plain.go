@@ -1,11 +1,10 @@
-package upstreamtier
+package upstream
 
 import (
 	"context"
 	"errors"
 	"time"
 
-	"github.com/coredns/coredns/plugin/pkg/proxy"
 	"github.com/upstreamtier/upstreamtier/internal/dnspool"
 
 	"github.com/miekg/dns"
@@ -17,40 +16,48 @@ import (
 // of the request and no goroutine on its path. Nothing outside this file
 // knows that UDP and TCP attempts are two types.
 type plainLink struct {
-	udp  *dnspool.Mux
-	tcp  *dnspool.Pool
-	opts *proxy.Options // the tier's force_tcp and prefer_udp
+	udp                 *dnspool.Mux
+	tcp                 *dnspool.Pool
+	forceTCP, preferUDP bool
 }
 
-func newPlain(addr string, opts *proxy.Options, pool dnspool.Options) *plainLink {
-	return &plainLink{udp: dnspool.NewMux(addr, pool), tcp: dnspool.New(addr, "tcp", pool), opts: opts}
+func newPlain(cfg Config) *plainLink {
+	return &plainLink{udp: dnspool.NewMux(cfg.Addr, cfg.Pool), tcp: dnspool.New(cfg.Addr, "tcp", cfg.Pool), forceTCP: cfg.ForceTCP, preferUDP: cfg.PreferUDP}
 }
+
+// InUse returns how many queries wait on the link's sockets and
+// connections.
+func (l *plainLink) InUse() int { return l.udp.InUse() + l.tcp.InUse() }
+
+// Dials returns how many UDP sockets the link has opened.
+func (l *plainLink) Dials() int64 { return l.udp.Dials() }
 
 // network is the protocol a client query over clientProto is sent on,
 // after the tier's force_tcp or prefer_udp.
-func (l *plainLink) network(clientProto string) string {
+func (l *plainLink) Network(clientProto string) string {
 	switch {
-	case l.opts.ForceTCP:
+	case l.forceTCP:
 		return "tcp"
-	case l.opts.PreferUDP:
+	case l.preferUDP:
 		return "udp"
 	}
 	return clientProto
 }
 
-func (l *plainLink) send(ctx context.Context, clientProto string, q attemptQuery, deadline time.Time) (pending, error) {
-	if l.network(clientProto) == "tcp" {
-		return sendTCP(ctx, l.tcp, q.pkt, deadline)
+// Send implements Link.
+func (l *plainLink) Send(ctx context.Context, clientProto string, q Query, deadline time.Time) (Pending, error) {
+	if l.Network(clientProto) == "tcp" {
+		return sendTCP(ctx, l.tcp, q.Packet, deadline)
 	}
-	c, err := l.udp.Send(ctx, q.pkt.wire, int(q.pkt.size), deadline)
+	c, err := l.udp.Send(ctx, q.Packet.wire, int(q.Packet.size), deadline)
 	if err != nil {
 		return nil, err
 	}
-	return &udpPending{l: l, call: c, pkt: q.pkt}, nil
+	return &udpPending{l: l, call: c, pkt: q.Packet}, nil
 }
 
 // sendTCP sends pkt on a connection of the TCP (or TLS) pool.
-func sendTCP(ctx context.Context, pool *dnspool.Pool, pkt packet, deadline time.Time) (*tcpPending, error) {
+func sendTCP(ctx context.Context, pool *dnspool.Pool, pkt Packet, deadline time.Time) (*tcpPending, error) {
 	c, err := pool.Send(ctx, pkt.wire, int(pkt.size), deadline)
 	if err != nil {
 		return nil, err
@@ -58,24 +65,25 @@ func sendTCP(ctx context.Context, pool *dnspool.Pool, pkt packet, deadline time.
 	return &tcpPending{pool: pool, conn: c, pkt: pkt}, nil
 }
 
-func (l *plainLink) stop() {
-	l.udp.Close(shutdownGrace)
-	l.tcp.Close(shutdownGrace)
+// Stop implements Link.
+func (l *plainLink) Stop(grace time.Duration) {
+	l.udp.Close(grace)
+	l.tcp.Close(grace)
 }
 
 // udpPending is a plain-DNS query over UDP waiting on the multiplexer.
 type udpPending struct {
 	l    *plainLink
 	call *dnspool.Call
-	pkt  packet
+	pkt  Packet
 }
 
-func (p *udpPending) await(deadline time.Time) (*dns.Msg, error) {
+func (p *udpPending) Await(deadline time.Time) (*dns.Msg, error) {
 	b, err := p.call.Await(deadline)
 	return decode(b, err, &p.pkt, "udp")
 }
 
-func (p *udpPending) awaitCtx(ctx context.Context, deadline time.Time) (*dns.Msg, error) {
+func (p *udpPending) AwaitCtx(ctx context.Context, deadline time.Time) (*dns.Msg, error) {
 	b, err := p.call.AwaitCtx(ctx, deadline)
 	return decode(b, err, &p.pkt, "udp")
 }
@@ -84,10 +92,10 @@ func (p *udpPending) awaitCtx(ctx context.Context, deadline time.Time) (*dns.Msg
 // tier with prefer_udp got a truncated answer (prefer_udp only says how to
 // ask first). The wire is copied: the query may be copying it for another
 // attempt meanwhile.
-func (p *udpPending) finish(ctx context.Context, m *dns.Msg, err error, deadline time.Time) (*dns.Msg, error) {
+func (p *udpPending) Finish(ctx context.Context, m *dns.Msg, err error, deadline time.Time) (*dns.Msg, error) {
 	p.call.Done()
-	if err == nil && m.Truncated && p.l.opts.PreferUDP {
-		m, err = exchangeTCP(ctx, p.l.tcp, p.pkt.clone(), deadline)
+	if err == nil && m.Truncated && p.l.preferUDP {
+		m, err = exchangeTCP(ctx, p.l.tcp, p.pkt.Clone(), deadline)
 	}
 	return m, err
 }
@@ -97,17 +105,17 @@ func (p *udpPending) finish(ctx context.Context, m *dns.Msg, err error, deadline
 type tcpPending struct {
 	pool *dnspool.Pool
 	conn *dnspool.Conn
-	pkt  packet
+	pkt  Packet
 }
 
-func (p *tcpPending) await(deadline time.Time) (*dns.Msg, error) {
+func (p *tcpPending) Await(deadline time.Time) (*dns.Msg, error) {
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
 	b, err := p.conn.Await(*bp, deadline)
 	return decode(b, err, &p.pkt, "tcp")
 }
 
-func (p *tcpPending) awaitCtx(ctx context.Context, deadline time.Time) (*dns.Msg, error) {
+func (p *tcpPending) AwaitCtx(ctx context.Context, deadline time.Time) (*dns.Msg, error) {
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
 	b, err := p.conn.AwaitCtx(ctx, *bp, deadline)
@@ -117,7 +125,7 @@ func (p *tcpPending) awaitCtx(ctx context.Context, deadline time.Time) (*dns.Msg
 // decode unpacks the answer read. One cut to the client's
 // buffer size over UDP is handed on as a truncated answer, so that the
 // client retries over TCP, as forward does.
-func decode(b []byte, err error, pkt *packet, proto string) (*dns.Msg, error) {
+func decode(b []byte, err error, pkt *Packet, proto string) (*dns.Msg, error) {
 	if err != nil {
 		return nil, err
 	}
@@ -129,7 +137,7 @@ func decode(b []byte, err error, pkt *packet, proto string) (*dns.Msg, error) {
 		m.Answer, m.Ns, m.Extra, m.Truncated = nil, nil, nil, true
 		return m, nil
 	}
-	return nil, errMalformed
+	return nil, ErrMalformed
 }
 
 // finish releases the connection. The one rule for asking again: when
@@ -139,28 +147,28 @@ func decode(b []byte, err error, pkt *packet, proto string) (*dns.Msg, error) {
 // such try discards a pooled connection, so it ends with a new one at the
 // latest. The wire is copied: the query may be copying it for another
 // attempt meanwhile.
-func (p *tcpPending) finish(ctx context.Context, m *dns.Msg, err error, deadline time.Time) (*dns.Msg, error) {
+func (p *tcpPending) Finish(ctx context.Context, m *dns.Msg, err error, deadline time.Time) (*dns.Msg, error) {
 	if !p.conn.Done(err) {
 		return m, err
 	}
-	return exchangeTCP(ctx, p.pool, p.pkt.clone(), deadline)
+	return exchangeTCP(ctx, p.pool, p.pkt.Clone(), deadline)
 }
 
 // exchangeTCP sends pkt over TCP and waits for the answer, again on the
 // next connection while the one drawn from the pool had been closed by
 // the upstream.
-func exchangeTCP(ctx context.Context, pool *dnspool.Pool, pkt packet, deadline time.Time) (*dns.Msg, error) {
+func exchangeTCP(ctx context.Context, pool *dnspool.Pool, pkt Packet, deadline time.Time) (*dns.Msg, error) {
 	for {
 		p, err := sendTCP(ctx, pool, pkt, deadline)
 		if err != nil {
 			return nil, err
 		}
-		m, err := p.awaitCtx(ctx, deadline)
+		m, err := p.AwaitCtx(ctx, deadline)
 		if !p.conn.Done(err) || ctx.Err() != nil {
 			return m, err
 		}
 	}
 }
 
-// errMalformed is the error of an answer that does not unpack.
-var errMalformed = errors.New("malformed answer")
+// ErrMalformed is the error of an answer that does not unpack.
+var ErrMalformed = errors.New("malformed answer")

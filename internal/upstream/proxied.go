@@ -1,7 +1,8 @@
-package upstreamtier
+package upstream
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"net"
 	"net/http"
@@ -32,36 +33,41 @@ type proxiedLink struct {
 	proto string // what the transport runs over: "udp" for QUIC, "tcp" otherwise
 }
 
-// newProxied returns the link of u, an https:// or quic:// upstream.
+// newProxied returns the link of an https:// or quic:// upstream.
 // Certificates are always verified, against the upstream's server name.
-func newProxied(u *Upstream, d dialing) *proxiedLink {
-	p := proxy.NewProxy(pluginName, u.addr, u.scheme)
-	cfg := tierTLSConfig(u.tier, u.serverName)
-	if u.scheme == transport.HTTPS {
+func newProxied(cfg Config) *proxiedLink {
+	p := proxy.NewProxy("upstreamtier", cfg.Addr, cfg.Scheme)
+	if cfg.Scheme == transport.HTTPS {
 		// No client timeout: each request is bounded by its attempt's deadline.
 		p.SetHTTPClient(&http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()})
-		p.SetDOHRequestOptions(u.tier.dohMethod)
+		p.SetDOHRequestOptions(cfg.DoHMethod)
 	}
-	p.SetTLSConfig(cfg)
-	p.SetDOHHost(cfg.ServerName)
-	if d.pool.Expire > 0 {
-		p.SetExpire(d.pool.Expire)
+	p.SetTLSConfig(cfg.TLS)
+	p.SetDOHHost(cfg.TLS.ServerName)
+	if cfg.Pool.Expire > 0 {
+		p.SetExpire(cfg.Pool.Expire)
 	}
-	p.SetMaxAge(d.pool.MaxAge)
-	p.SetMaxIdleConns(d.pool.MaxIdle)
-	if d.pool.Source != nil {
-		p.SetLocalAddress(d.pool.Source)
+	p.SetMaxAge(cfg.Pool.MaxAge)
+	p.SetMaxIdleConns(cfg.Pool.MaxIdle)
+	if cfg.Pool.Source != nil {
+		p.SetLocalAddress(cfg.Pool.Source)
 	}
-	p.SetReadTimeout(d.readTimeout)
-	p.Start(time.Second) // only feeds the proxy's own prober, never triggered
+	p.SetReadTimeout(cfg.ReadTimeout)
+	// Start runs the proxy's connection manager (its pooled connections
+	// and their expiry); its own health checker is never triggered.
+	p.Start(time.Second)
 	proto := "tcp"
-	if u.scheme == transport.QUIC {
+	if cfg.Scheme == transport.QUIC {
 		proto = "udp"
 	}
 	return &proxiedLink{proxy: p, proto: proto}
 }
 
-func (l *proxiedLink) network(string) string { return l.proto }
+// Network implements Link: DoH runs over TCP, DoQ over UDP.
+func (l *proxiedLink) Network(string) string { return l.proto }
+
+// TLSConfig returns the configuration connections are verified with.
+func (l *proxiedLink) TLSConfig() *tls.Config { return l.proxy.GetTransport().GetTLSConfig() }
 
 // send starts the exchange in a goroutine of its own, on a copy of the
 // client's query (the proxy rewrites its ID while it runs), so that the
@@ -69,17 +75,17 @@ func (l *proxiedLink) network(string) string { return l.proto }
 // upstream may take over, it runs in the caller's goroutine on the query
 // itself, as forward's does: nothing else reads the query meanwhile, and
 // the proxy restores the ID before it returns.
-func (l *proxiedLink) send(ctx context.Context, _ string, q attemptQuery, deadline time.Time) (pending, error) {
+func (l *proxiedLink) Send(ctx context.Context, _ string, q Query, deadline time.Time) (Pending, error) {
 	ctx, cancel := context.WithDeadline(ctx, deadline)
 	p := &proxiedPending{done: make(chan struct{}), cancel: cancel}
-	if q.alone {
-		if q.stalled != nil {
-			t := time.AfterFunc(time.Until(q.checkAt), func() { q.stalled.askSilence(q.start, p.done) })
+	if q.Alone {
+		if q.Stalled != nil {
+			t := time.AfterFunc(time.Until(q.CheckAt), func() { q.Stalled.AskSilence(q.Start, p.done) })
 			defer t.Stop()
 		}
-		l.exchange(ctx, p, q.req)
+		l.exchange(ctx, p, q.Req)
 	} else {
-		go l.exchange(ctx, p, q.req.Copy())
+		go l.exchange(ctx, p, q.Req.Copy())
 	}
 	return p, nil
 }
@@ -100,7 +106,8 @@ func (l *proxiedLink) exchange(ctx context.Context, p *proxiedPending, req *dns.
 // stop stops the proxy. Its finalizer is removed before its transport is
 // stopped now, rather than whenever the garbage collector gets to it,
 // because it would stop it a second time, and that panics.
-func (l *proxiedLink) stop() {
+// Stop implements Link; the proxy has no grace of its own to give.
+func (l *proxiedLink) Stop(time.Duration) {
 	l.proxy.Stop()
 	runtime.SetFinalizer(l.proxy, nil)
 	l.proxy.GetTransport().Stop()
@@ -115,11 +122,11 @@ type proxiedPending struct {
 	err    error
 }
 
-func (p *proxiedPending) await(deadline time.Time) (*dns.Msg, error) {
-	return p.awaitCtx(context.Background(), deadline)
+func (p *proxiedPending) Await(deadline time.Time) (*dns.Msg, error) {
+	return p.AwaitCtx(context.Background(), deadline)
 }
 
-func (p *proxiedPending) awaitCtx(ctx context.Context, deadline time.Time) (*dns.Msg, error) {
+func (p *proxiedPending) AwaitCtx(ctx context.Context, deadline time.Time) (*dns.Msg, error) {
 	select {
 	case <-p.done: // an exchange run in the query's goroutine, or a quick one
 		return p.m, p.err
@@ -138,7 +145,7 @@ func (p *proxiedPending) awaitCtx(ctx context.Context, deadline time.Time) (*dns
 }
 
 // finish lets the proxy's goroutine go, if it still runs.
-func (p *proxiedPending) finish(_ context.Context, m *dns.Msg, err error, _ time.Time) (*dns.Msg, error) {
+func (p *proxiedPending) Finish(_ context.Context, m *dns.Msg, err error, _ time.Time) (*dns.Msg, error) {
 	p.cancel()
 	return m, err
 }
