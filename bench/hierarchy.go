@@ -524,8 +524,10 @@ func (b *bench) hierTable(runs []*hierRun, notes []string) string {
 		if r.forwarder == "upstreamtier" {
 			notes = append(notes, hierTargetNote(r, ph))
 		}
-		if early := r.originEarly(); early != "" {
-			notes = append(notes, early)
+		for j := 1; j < len(hierServers); j++ {
+			if early := r.early(j); early != "" {
+				notes = append(notes, early)
+			}
 		}
 		notes = append(notes, fmt.Sprintf("%s, its log, seconds since the load started: %s", r.forwarder,
 			logNoteAs(r.log, r.load.start, func(d time.Duration) string { return hierSecs(d) + " s" })))
@@ -534,43 +536,45 @@ func (b *bench) hierTable(runs []*hierRun, notes []string) string {
 	return s.String()
 }
 
-// originEarlyMax is how many of the origin's queries sent before both ISPs were down a note lists.
-const originEarlyMax = 5
+// earlyMax is how many of a lower tier's early queries a note lists.
+const earlyMax = 5
 
-// originEarly lists the client queries the origin received that were sent before both ISPs were
-// down (phases 1 and 2), with when each server received them after their send; "" for none.
-func (r *hierRun) originEarly() string {
+// early lists the client queries server j (isp-b or the origin) received that were sent while a
+// tier above it was still up: before the edge at which the tier just above went down. For each,
+// when every server received it after its send; "" for none.
+func (r *hierRun) early(j int) string {
+	edge := r.events[j-1]
 	var out []string
 	n := 0
 	for i := range r.load.records {
 		sent := time.Duration(r.load.records[i].sent)
-		if sent >= r.events[1] {
+		if sent >= edge {
 			break
 		}
-		if _, ok := r.servers[2].since(i, r.load.start); !ok {
+		if _, ok := r.servers[j].since(i, r.load.start); !ok {
 			continue
 		}
-		if n++; n > originEarlyMax {
+		if n++; n > earlyMax {
 			continue
 		}
 		var at []string
-		for j, a := range r.servers {
+		for k, a := range r.servers {
 			got := "–"
 			if t, ok := a.since(i, r.load.start); ok {
 				got = "+" + ms(t-sent) + " ms"
 			}
-			at = append(at, hierServers[j]+" "+got)
+			at = append(at, hierServers[k]+" "+got)
 		}
 		out = append(out, fmt.Sprintf("query %d sent at %s s (%s)", i, hierSecs(sent), strings.Join(at, ", ")))
 	}
 	if n == 0 {
 		return ""
 	}
-	if n > originEarlyMax {
-		out = append(out, fmt.Sprintf("… %d more", n-originEarlyMax))
+	if n > earlyMax {
+		out = append(out, fmt.Sprintf("… %d more", n-earlyMax))
 	}
-	return fmt.Sprintf("%s: the origin received %d client queries sent before both ISPs were down; when each server received them after their send: %s",
-		r.forwarder, n, strings.Join(out, "; "))
+	return fmt.Sprintf("%s: %s received %d client queries sent before %s was down; when each server received them after their send: %s",
+		r.forwarder, hierServers[j], n, hierServers[j-1], strings.Join(out, "; "))
 }
 
 // backAfter returns how long after both ISPs came back the origin received its last client query:

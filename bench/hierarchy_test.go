@@ -193,17 +193,22 @@ func TestHierStanza(t *testing.T) {
 	}
 }
 
-func TestHierOriginEarly(t *testing.T) {
+func TestHierEarly(t *testing.T) {
 	r := hierTestRun()
-	if got := r.originEarly(); got != "" {
-		t.Errorf("no early origin queries: %q", got)
+	if got := r.early(1) + r.early(2); got != "" {
+		t.Errorf("no early queries: %q", got)
 	}
 	// Query 12, sent at 12 s while isp-a was dead: isp-b got it 2 ms later, the origin 150 ms later.
 	r.servers[2].at[12].Store(r.load.start.Add(12*time.Second + 150*time.Millisecond).UnixNano())
 	r.servers[1].at[12].Store(r.load.start.Add(12*time.Second + 2*time.Millisecond).UnixNano())
-	want := "upstreamtier: the origin received 1 client queries sent before both ISPs were down; when each server received them after their send: query 12 sent at 12.00 s (isp-a –, isp-b +2.0 ms, origin +150 ms)"
-	if got := r.originEarly(); got != want {
-		t.Errorf("originEarly:\n got %s\nwant %s", got, want)
+	want := "upstreamtier: origin received 1 client queries sent before isp-b was down; when each server received them after their send: query 12 sent at 12.00 s (isp-a –, isp-b +2.0 ms, origin +150 ms)"
+	if got := r.early(2); got != want {
+		t.Errorf("early(2):\n got %s\nwant %s", got, want)
+	}
+	// Query 9, sent at 9 s while isp-a was up, reached isp-b too.
+	r.servers[1].at[9].Store(r.load.start.Add(9*time.Second + 300*time.Millisecond).UnixNano())
+	if got := r.early(1); !strings.Contains(got, "isp-b received 1 client queries sent before isp-a was down") || !strings.Contains(got, "query 9 sent at 9.00 s (isp-a +0 ms, isp-b +300 ms, origin –)") {
+		t.Errorf("early(1): %s", got)
 	}
 }
 
