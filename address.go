@@ -230,7 +230,7 @@ func (p *parser) addUpstreams(t *Tier, line int) {
 			ut.hostNames = append(ut.hostNames, &hostName{name: to.name, port: to.port, transport: to.transport, serverName: to.serverName, tier: t, at: fmt.Sprintf("%s:%d", p.c.File(), line)})
 			continue
 		}
-		t.add(newUpstream(to.hostport, to.transport, to.serverName, t, ut.hc))
+		t.add(newUpstream(to.hostport, to.transport, to.serverName, t, ut))
 	}
 }
 

@@ -32,7 +32,7 @@ func expectNoChange(t *testing.T, ch <-chan change) {
 func TestBrokenDomainKeepsUpstreamUp(t *testing.T) {
 	up := startUpstreams(t, 2)
 	ut := newPlugin(t, healthStanza, up...)
-	changes := watch(ut)
+	changes := watch(t, ut)
 	up[0].SetRules(faultdns.Rule{Zone: "broken.test", Mode: faultdns.ServFail})
 
 	for i := range 20 {
@@ -46,7 +46,7 @@ func TestBrokenDomainKeepsUpstreamUp(t *testing.T) {
 		}
 	}
 	// Suspicion probes went out and were answered; wait for the last one.
-	ut.hc.probes.Wait()
+	ut.life.probes.Wait()
 	expectNoChange(t, changes)
 	if testutil.ToFloat64(probeCount.WithLabelValues("", "site", up[0].Addr(), probeSuspect, "ok")) == 0 {
 		t.Error("failover rcodes piled up and no probe checked the upstream")
@@ -62,7 +62,7 @@ func TestBrokenDomainKeepsUpstreamUp(t *testing.T) {
 func TestClientChosenTypesNeverMoveHealth(t *testing.T) {
 	up := startUpstreams(t, 2)
 	ut := newPlugin(t, "upstreamtier {\n tier site %s\n tier isp %s\n fall 1\n health_check 10ms\n attempt_timeout 200ms\n}", up...)
-	changes := watch(ut)
+	changes := watch(t, ut)
 
 	local := map[uint16]int{
 		dns.TypeAXFR: dns.RcodeNotImplemented, dns.TypeIXFR: dns.RcodeNotImplemented, dns.TypeTKEY: dns.RcodeNotImplemented,
@@ -93,7 +93,7 @@ func TestClientChosenTypesNeverMoveHealth(t *testing.T) {
 			serve(t, ut, newClientQuery(fmt.Sprintf("meta%d.example.org", i), qtype), false)
 		}
 	}
-	ut.hc.probes.Wait()
+	ut.life.probes.Wait()
 	expectNoChange(t, changes)
 	q := newClientQuery("www.example.org", dns.TypeA)
 	m, _ := serve(t, ut, q, false)
@@ -105,7 +105,7 @@ func TestClientChosenTypesNeverMoveHealth(t *testing.T) {
 func TestAllServfailGoesDown(t *testing.T) {
 	up := startUpstreams(t, 2)
 	ut := newPlugin(t, healthStanza, up...)
-	changes := watch(ut)
+	changes := watch(t, ut)
 	up[0].SetMode(faultdns.ServFail)
 	name := names()
 	for range 2 {
@@ -124,7 +124,7 @@ func TestAllServfailGoesDown(t *testing.T) {
 func TestDeadStandbyKnownBeforeFailover(t *testing.T) {
 	up := startUpstreams(t, 3)
 	ut := newPlugin(t, "upstreamtier {\n tier site %s\n tier isp %s\n tier public %s\n health_check 10ms\n attempt_timeout 200ms\n fall 2\n}", up...)
-	changes := watch(ut)
+	changes := watch(t, ut)
 	up[1].SetMode(faultdns.Closed)
 	ut.startProbing()
 	expectChange(t, changes, up[1], false)
@@ -146,7 +146,7 @@ func TestDeadStandbyKnownBeforeFailover(t *testing.T) {
 func TestAllDownFailsBackOnOneProbe(t *testing.T) {
 	up := startUpstreams(t, 2)
 	ut := newPlugin(t, "upstreamtier {\n tier ad1 %s\n tier ad2 %s\n fall 1\n rise 5\n health_check 10ms\n}", up...)
-	changes := watch(ut)
+	changes := watch(t, ut)
 	for _, s := range up {
 		s.SetMode(faultdns.Closed)
 	}

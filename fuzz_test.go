@@ -177,7 +177,7 @@ func checkParsedStanza(t *testing.T, ut *UpstreamTier) {
 		}
 	}
 	hc := ut.hc
-	if hc == nil || hc.changed == nil || hc.stop == nil {
+	if hc == nil || ut.life == nil || ut.life.stop == nil || ut.state == nil || len(ut.state.tiers) != len(ut.tiers) {
 		t.Fatal("health check not set up")
 	}
 	if hc.limit != ut.attemptTimeout || len(hc.failover) != len(ut.failover) || hc.failover[dns.RcodeSuccess] {
@@ -276,10 +276,10 @@ func checkZones(t *testing.T, what string, zones []string) {
 // fuzzer's endless new tier names and addresses do not pile up.
 func forgetStanzaSeries(ut *UpstreamTier) {
 	for _, tr := range ut.tiers {
-		tierAvailable.DeleteLabelValues(ut.hc.server, tr.name)
-		servingTier.DeleteLabelValues(ut.hc.server, tr.name)
+		tierAvailable.DeleteLabelValues(ut.state.server, tr.name)
+		servingTier.DeleteLabelValues(ut.state.server, tr.name)
 		for _, u := range tr.upstreams() {
-			upstreamHealthy.DeleteLabelValues(ut.hc.server, tr.name, u.Addr())
+			upstreamHealthy.DeleteLabelValues(ut.state.server, tr.name, u.Addr())
 		}
 	}
 }

@@ -1,12 +1,9 @@
 package upstreamtier
 
 import (
-	"context"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 // This file is the path from what an exchange says about an upstream to
@@ -15,7 +12,8 @@ import (
 // its state, and healthChanged moves the serving tier. Probes (probe.go)
 // feed the same functions.
 
-// healthCheck is the plugin-wide health configuration its upstreams share.
+// healthCheck is the plugin-wide health configuration its upstreams
+// share, set by the parser and only read after.
 type healthCheck struct {
 	interval time.Duration // probe interval of a down upstream, at most
 	standby  time.Duration // probe interval of an upstream that gets no traffic; 0: off
@@ -26,119 +24,6 @@ type healthCheck struct {
 	rise     int           // good probes in a row that bring it back
 	limit    time.Duration // attempt_timeout: the probes' timeout cap too
 	failover map[int]bool  // rcodes that fail a probe as they fail an attempt
-
-	changed func(u *Upstream, up bool, cause *attemptError)
-	server  string // the server label of the health metrics
-
-	ready       atomic.Bool // some upstream has answered: the plugin is ready
-	noneServing atomic.Bool // no tier is available: down upstreams are probed at once
-
-	mu      sync.Mutex
-	stopped bool
-	stop    chan struct{}  // closed on shutdown: probes end
-	probes  sync.WaitGroup // running probe goroutines
-
-	// The plugin's lifetime, ended on shutdown: probes wait on the network
-	// only until then, client attempts until shutdownGrace later. closing
-	// is set first, so that what the ending interrupts is not taken for
-	// evidence about an upstream.
-	lifeOnce sync.Once
-	life     context.Context
-	endLife  context.CancelFunc
-	attempts atomic.Pointer[attemptContext] // replaced on reload, see interruptAttempts
-	closing  atomic.Bool
-}
-
-// attemptContext is the context of the client attempts of one period.
-type attemptContext struct {
-	ctx context.Context
-	end context.CancelCauseFunc
-}
-
-func newAttemptContext() *attemptContext {
-	ctx, end := context.WithCancelCause(context.Background())
-	return &attemptContext{ctx, end}
-}
-
-// endLater ends the attempts of the period shutdownGrace from now.
-func (ac *attemptContext) endLater() {
-	time.AfterFunc(shutdownGrace, func() { ac.end(errAbandoned) })
-}
-
-// shutdownGrace is how long the client attempts in flight at shutdown
-// may still wait for their answers; probes end at once.
-const shutdownGrace = 500 * time.Millisecond
-
-// lifetime returns the context of probes, which shutdown cancels.
-func (hc *healthCheck) lifetime() context.Context {
-	hc.lifeOnce.Do(hc.begin)
-	return hc.life
-}
-
-// attemptLife returns the context of client attempts, which ends
-// shutdownGrace after shutdown.
-func (hc *healthCheck) attemptLife() context.Context {
-	hc.lifeOnce.Do(hc.begin)
-	return hc.attempts.Load().ctx
-}
-
-func (hc *healthCheck) begin() {
-	hc.life, hc.endLife = context.WithCancel(context.Background())
-	hc.attempts.Store(newAttemptContext())
-}
-
-// interruptAttempts ends the client attempts in flight shutdownGrace from
-// now; later ones get a new context. On a reload CoreDNS waits for the old
-// server's queries (up to 5 s) before it calls OnShutdown, so the queries
-// waiting on a silent upstream are ended here, when the reload begins; the
-// plugin itself goes on, in case the new Corefile is refused.
-func (hc *healthCheck) interruptAttempts() {
-	hc.lifeOnce.Do(hc.begin)
-	hc.attempts.Swap(newAttemptContext()).endLater()
-}
-
-// endAttempts ends the client attempts in flight now, with the cause
-// given; later ones get a new context. When no tier is available, every
-// attempt in flight is on an upstream that is down, and its query gets the
-// immediate SERVFAIL the new ones get, instead of waiting for an attempt
-// that a transport runs in the query's goroutine.
-func (hc *healthCheck) endAttempts(cause error) {
-	hc.lifeOnce.Do(hc.begin)
-	hc.attempts.Swap(newAttemptContext()).end(cause)
-}
-
-// goProbe runs probe in a goroutine that shutdown waits for, unless the
-// plugin is shutting down: attempts still in flight may report a failure
-// then. It reports whether the goroutine started.
-func (hc *healthCheck) goProbe(probe func()) bool {
-	hc.mu.Lock()
-	defer hc.mu.Unlock()
-	if hc.stopped {
-		return false
-	}
-	hc.probes.Add(1)
-	go func() {
-		defer hc.probes.Done()
-		probe()
-	}()
-	return true
-}
-
-// shutdown ends every probe loop and every probe in flight, and waits for
-// them: a probe waiting on an upstream is interrupted, so this never waits
-// on the network. Client attempts are given shutdownGrace.
-func (hc *healthCheck) shutdown() {
-	hc.lifeOnce.Do(hc.begin)
-	hc.closing.Store(true)
-	hc.mu.Lock()
-	if !hc.stopped {
-		hc.stopped = true
-		close(hc.stop)
-		hc.attempts.Load().endLater()
-	}
-	hc.mu.Unlock()
-	hc.endLife()
-	hc.probes.Wait()
 }
 
 const (
@@ -222,8 +107,8 @@ func (u *Upstream) report(q question, start time.Time, rtt time.Duration, cause 
 
 // goodAnswer records an answer to q that reached the client, and its RTT.
 func (u *Upstream) goodAnswer(q question, rtt time.Duration) {
-	if !u.hc.ready.Load() {
-		u.hc.ready.Store(true)
+	if !u.state.ready.Load() {
+		u.state.ready.Store(true)
 	}
 	h := &u.health
 	h.mu.Lock()
@@ -313,7 +198,7 @@ func (u *Upstream) suspectAnswer(q question, cause *attemptError) {
 	}
 	h.probing, h.probed = true, time.Now()
 	h.mu.Unlock()
-	started := u.hc.goProbe(func() {
+	started := u.life.goProbe(func() {
 		start := time.Now()
 		cause := u.nameProbe(probeSuspect, again)
 		h.mu.Lock()
@@ -355,42 +240,56 @@ func (u *Upstream) passedOver(q question) {
 }
 
 // markDown takes the upstream out of its tier and starts probing it;
-// never with fall 0.
+// never with fall 0. The tiers' owner is told when it was up.
 func (u *Upstream) markDown(cause *attemptError) {
 	if u.hc.fall == 0 {
 		return
 	}
-	h := &u.health
+	if flaps, changed := u.health.setDown(cause.answered()); changed {
+		u.state.upstreamChanged(u, false, cause)
+		u.life.goProbe(func() { u.probeLoop(flaps) })
+	}
+}
+
+// setDown marks the health down, for silence or, refusing, for what the
+// upstream answers. It reports whether it was up, and the recent flaps.
+func (h *health) setDown(refusing bool) (flaps int, changed bool) {
 	h.mu.Lock()
+	defer h.mu.Unlock()
 	if h.down.Load() {
-		h.mu.Unlock()
-		return
+		return 0, false
 	}
 	h.down.Store(true)
-	h.refusing = cause.answered()
+	h.refusing = refusing
 	h.downSince.Store(time.Now().UnixNano())
 	if !h.upSince.IsZero() && time.Since(h.upSince) < flapWindow {
 		h.flaps = min(h.flaps+1, maxFlaps)
 	} else {
 		h.flaps = 0
 	}
-	flaps := h.flaps
-	h.mu.Unlock()
-
-	u.hc.changed(u, false, cause)
-	u.hc.goProbe(func() { u.probeLoop(flaps) })
+	return h.flaps, true
 }
 
-// markUp brings the upstream back after rise good probes.
+// markUp brings the upstream back after rise good probes; the tiers'
+// owner is told when it was down.
 func (u *Upstream) markUp() {
-	h := &u.health
+	if u.health.setUp() {
+		u.state.upstreamChanged(u, true, nil)
+	}
+}
+
+// setUp marks the health up and reports whether it was down.
+func (h *health) setUp() bool {
 	h.mu.Lock()
+	defer h.mu.Unlock()
 	h.fails, h.suspect = 0, 0
 	h.refusing = false
+	if !h.down.Load() {
+		return false
+	}
 	h.upSince = time.Now()
 	h.down.Store(false)
-	h.mu.Unlock()
-	u.hc.changed(u, true, nil)
+	return true
 }
 
 // checkpoint returns when an attempt still unanswered is hedged within the
@@ -406,77 +305,4 @@ func (u *Upstream) checkpoint(limit time.Duration) time.Duration {
 	}
 	rto := srtt + 4*time.Duration(u.health.rttvar.Load())
 	return min(max(rto, minHedgeDelay), limit)
-}
-
-// healthChanged reports an upstream going down or up, in logs and metrics,
-// and what it means for the tiers: a failover or a fail-back when the
-// serving tier, the first available one, changes.
-func (ut *UpstreamTier) healthChanged(u *Upstream, up bool, cause *attemptError) {
-	t := u.tier
-	labels := prometheus.Labels{"server": ut.hc.server, "tier": t.name, "upstream": u.Addr()}
-	upstreamDownReason.DeletePartialMatch(labels)
-	if up {
-		log.Infof("upstream %s of tier %s is up again", u.Addr(), t.name)
-		upstreamHealthy.With(labels).Set(1)
-	} else {
-		log.Infof("upstream %s of tier %s is down: %s", u.Addr(), t.name, cause)
-		upstreamHealthy.With(labels).Set(0)
-		upstreamDownReason.WithLabelValues(ut.hc.server, t.name, u.Addr(), cause.label()).Set(1)
-	}
-	ut.tiersChanged()
-	if ut.observe != nil {
-		ut.observe(u, up)
-	}
-}
-
-// tiersChanged updates the tiers' availability and the serving tier, and
-// logs and counts a failover or fail-back when the serving tier moved.
-func (ut *UpstreamTier) tiersChanged() {
-	ut.stateMu.Lock()
-	defer ut.stateMu.Unlock()
-	serving := -1
-	for i, t := range ut.tiers {
-		available := t.available()
-		tierAvailable.WithLabelValues(ut.hc.server, t.name).Set(boolGauge(available))
-		if available && serving < 0 {
-			serving = i
-		}
-		servingTier.WithLabelValues(ut.hc.server, t.name).Set(boolGauge(serving == i))
-	}
-	ut.hc.noneServing.Store(serving < 0)
-	prev := ut.serving
-	if serving == prev {
-		return
-	}
-	ut.serving = serving
-	if serving < 0 {
-		ut.hc.endAttempts(errAllDown)
-	}
-	from, to := ut.tierName(prev), ut.tierName(serving)
-	switch {
-	case serving < 0:
-		log.Infof("no tier is available: failover from tier %s to none", from)
-		failoverCount.WithLabelValues(ut.hc.server, from, to).Inc()
-	case prev < 0 || serving < prev:
-		log.Infof("tier %s is available again: fail-back from tier %q to tier %s", to, from, to)
-		failbackCount.WithLabelValues(ut.hc.server, from, to).Inc()
-	default:
-		log.Infof("tier %s is unavailable: failover to tier %s", from, to)
-		failoverCount.WithLabelValues(ut.hc.server, from, to).Inc()
-	}
-}
-
-// tierName returns the name of the i-th tier, or "" for none.
-func (ut *UpstreamTier) tierName(i int) string {
-	if i < 0 {
-		return ""
-	}
-	return ut.tiers[i].name
-}
-
-func boolGauge(b bool) float64 {
-	if b {
-		return 1
-	}
-	return 0
 }

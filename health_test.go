@@ -3,6 +3,7 @@ package upstreamtier
 import (
 	"context"
 	"fmt"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -19,11 +20,44 @@ type change struct {
 	up   bool
 }
 
-// watch returns the channel on which ut reports its health changes.
-func watch(ut *UpstreamTier) <-chan change {
+// healthLine is the log line of a health change, as upstreamChanged
+// writes it: the upstream's address (with its scheme for encrypted ones)
+// and whether it is down or up.
+var healthLine = regexp.MustCompile(`upstream (\S+) of tier \S+ is (down|up again)`)
+
+// watch returns the health changes of ut's upstreams, read from the log
+// lines the plugin writes for them, until the test ends.
+func watch(t testing.TB, ut *UpstreamTier) <-chan change {
+	lines := listenLog(t)
 	ch := make(chan change, 64)
-	ut.observe = func(u *Upstream, up bool) { ch <- change{u.addr, up} }
+	go func() {
+		for line := range lines {
+			m := healthLine.FindStringSubmatch(line)
+			if m == nil {
+				continue
+			}
+			_, addr, found := strings.Cut(m[1], "://")
+			if !found {
+				addr = m[1]
+			}
+			if ownsAddr(ut, addr) {
+				ch <- change{addr, m[2] == "up again"}
+			}
+		}
+	}()
 	return ch
+}
+
+// ownsAddr reports whether addr is an upstream of ut.
+func ownsAddr(ut *UpstreamTier, addr string) bool {
+	for _, t := range ut.tiers {
+		for _, u := range t.upstreams() {
+			if u.addr == addr {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // expectChanges waits for the next health changes, one per server, in any
@@ -87,7 +121,7 @@ func TestFallAndRise(t *testing.T) {
 		t.Run(fault.String(), func(t *testing.T) {
 			up := startUpstreams(t, 2)
 			ut := newPlugin(t, healthStanza, up...)
-			changes := watch(ut)
+			changes := watch(t, ut)
 			up[0].SetMode(fault)
 			name := names()
 
@@ -155,7 +189,7 @@ func TestFallCountsConsecutiveFailures(t *testing.T) {
 func TestProbeFailoverRcodeKeepsDown(t *testing.T) {
 	up := startUpstreams(t, 2)
 	ut := newPlugin(t, healthStanza, up...)
-	changes := watch(ut)
+	changes := watch(t, ut)
 	up[0].SetMode(faultdns.ServFail)
 	name := names()
 	for range 2 {
@@ -176,7 +210,7 @@ func TestProbeFailoverRcodeKeepsDown(t *testing.T) {
 func TestProbeDomain(t *testing.T) {
 	up := startUpstreams(t, 2)
 	ut := newPlugin(t, "upstreamtier {\n tier site %s\n tier isp %s\n health_check 10ms domain probe.example no_rec\n fall 1\n}", up...)
-	changes := watch(ut)
+	changes := watch(t, ut)
 	up[0].SetMode(faultdns.Refused)
 	serve(t, ut, newClientQuery("www.example.org", dns.TypeA), false)
 	expectChange(t, changes, up[0], false)
@@ -192,7 +226,7 @@ func TestProbeDomain(t *testing.T) {
 func TestAllDownServfail(t *testing.T) {
 	up := startUpstreams(t, 2)
 	ut := newPlugin(t, "upstreamtier {\n tier site %s\n tier isp %s\n fall 1\n health_check 1m\n}", up...)
-	changes := watch(ut)
+	changes := watch(t, ut)
 	for _, s := range up {
 		s.SetMode(faultdns.Refused)
 	}
@@ -216,7 +250,7 @@ func TestAllDownServfail(t *testing.T) {
 func TestAllDownTry(t *testing.T) {
 	up := startUpstreams(t, 2)
 	ut := newPlugin(t, "upstreamtier {\n tier site %s\n tier isp %s\n fall 1\n health_check 1m\n all_down try\n}", up...)
-	changes := watch(ut)
+	changes := watch(t, ut)
 	up[0].SetMode(faultdns.Refused)
 	serve(t, ut, newClientQuery("www.example.org", dns.TypeA), false)
 	expectChange(t, changes, up[0], false)
@@ -316,7 +350,7 @@ func TestNoHedge(t *testing.T) {
 func TestFlappingBacksOff(t *testing.T) {
 	up := startUpstreams(t, 2)
 	ut := newPlugin(t, "upstreamtier {\n tier site %s\n tier isp %s\n fall 1\n rise 1\n health_check 10ms\n}", up...)
-	changes := watch(ut)
+	changes := watch(t, ut)
 	u := ut.tiers[0].upstreams()[0]
 	name := names()
 	for i := range maxFlaps + 2 {
@@ -338,7 +372,7 @@ func TestFlappingBacksOff(t *testing.T) {
 func TestShutdownStopsProbes(t *testing.T) {
 	up := startUpstreams(t, 2)
 	ut := newPlugin(t, "upstreamtier {\n tier site %s\n tier isp %s\n fall 1\n health_check 10ms\n}", up...)
-	changes := watch(ut)
+	changes := watch(t, ut)
 	up[0].SetMode(faultdns.Blackhole)
 	serve(t, ut, newClientQuery("www.example.org", dns.TypeA), false)
 	expectChange(t, changes, up[0], false)
@@ -368,7 +402,7 @@ func TestHedgeCapKeepsCandidate(t *testing.T) {
 func TestTimeoutOfLiveUpstreamNotCounted(t *testing.T) {
 	up := startUpstreams(t, 2)
 	ut := newPlugin(t, "upstreamtier {\n tier site %s\n tier isp %s\n fall 2\n hedge off\n attempt_timeout 1s\n}", up...)
-	changes := watch(ut)
+	changes := watch(t, ut)
 
 	up[0].SetMode(faultdns.Slow)
 	up[0].SetDelay(time.Hour) // the queries that arrive now are never answered

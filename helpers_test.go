@@ -3,8 +3,11 @@ package upstreamtier
 import (
 	"context"
 	"fmt"
+	stdlog "log"
 	"net"
+	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -132,4 +135,41 @@ func waitQueries(t *testing.T, s *faultdns.Server, n int64) {
 	if err := s.WaitQueries(ctx, n); err != nil {
 		t.Fatalf("upstream %s got %d queries, want %d: %v", s.Addr(), s.Queries(), n, err)
 	}
+}
+
+// logTap hands every line CoreDNS logs (through the standard logger) to
+// the tests listening, and on to stderr.
+type logTap struct {
+	mu        sync.Mutex
+	listeners map[chan string]bool
+}
+
+var (
+	logs     = &logTap{listeners: map[chan string]bool{}}
+	logsOnce sync.Once
+)
+
+func (lt *logTap) Write(p []byte) (int, error) {
+	lt.mu.Lock()
+	for ch := range lt.listeners {
+		ch <- string(p)
+	}
+	lt.mu.Unlock()
+	return os.Stderr.Write(p)
+}
+
+// listenLog returns the lines logged from now until the test ends.
+func listenLog(t testing.TB) <-chan string {
+	logsOnce.Do(func() { stdlog.SetOutput(logs) })
+	ch := make(chan string, 4096)
+	logs.mu.Lock()
+	logs.listeners[ch] = true
+	logs.mu.Unlock()
+	t.Cleanup(func() {
+		logs.mu.Lock()
+		delete(logs.listeners, ch)
+		close(ch)
+		logs.mu.Unlock()
+	})
+	return ch
 }

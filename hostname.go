@@ -159,7 +159,7 @@ func (ut *UpstreamTier) newHostUpstream(h *hostName, a netip.Addr) *Upstream {
 	if encrypted(h.transport) && sn == "" && h.tier.tlsServerName == "" {
 		sn = strings.TrimSuffix(h.name, ".") // the name written is the one to verify
 	}
-	u := newUpstream(h.hostport(a), h.transport, sn, h.tier, ut.hc)
+	u := newUpstream(h.hostport(a), h.transport, sn, h.tier, ut)
 	u.host = h
 	return u
 }
@@ -195,11 +195,11 @@ func (ut *UpstreamTier) lookup(h *hostName) ([]netip.Addr, time.Duration, error)
 // follow looks h up again each time its records expire, until shutdown.
 // A failed lookup keeps the last good addresses, and says so.
 func (ut *UpstreamTier) follow(h *hostName) {
-	for ut.hc.sleep(h.ttl) {
+	for ut.life.sleep(h.ttl) {
 		addrs, ttl, err := ut.lookup(h)
 		if err != nil {
 			log.Warningf("host name %s of tier %s does not resolve: %v; keeping %v", h.name, h.tier.name, err, h.addrs)
-			resolveFailures.WithLabelValues(ut.hc.server, h.tier.name, h.name).Inc()
+			resolveFailures.WithLabelValues(ut.state.server, h.tier.name, h.name).Inc()
 			h.ttl = min(max(h.ttl, minReresolve), 30*time.Second)
 			continue
 		}
@@ -223,7 +223,7 @@ func (ut *UpstreamTier) readdress(h *hostName, addrs []netip.Addr) {
 		if u.host == h && !slices.Contains(addrs, ap.Addr()) {
 			u.retired.Store(true)
 			time.AfterFunc(ut.timeout, u.stop)
-			upstreamHealthy.DeleteLabelValues(ut.hc.server, h.tier.name, u.Addr())
+			upstreamHealthy.DeleteLabelValues(ut.state.server, h.tier.name, u.Addr())
 			continue
 		}
 		next = append(next, u)
@@ -238,15 +238,15 @@ func (ut *UpstreamTier) readdress(h *hostName, addrs []netip.Addr) {
 		}
 		u := ut.newHostUpstream(h, a)
 		u.start(ut.dialing())
-		upstreamHealthy.WithLabelValues(ut.hc.server, h.tier.name, u.Addr()).Set(1)
+		upstreamHealthy.WithLabelValues(ut.state.server, h.tier.name, u.Addr()).Set(1)
 		ut.initUpstreamMetrics(u)
 		next = append(next, u)
-		ut.hc.goProbe(u.standbyLoop)
+		ut.life.goProbe(u.standbyLoop)
 	}
 	h.tier.list.Store(&next) // queries see the old list or the new one
 	log.Infof("host name %s of tier %s now resolves to %v (was %v)", h.name, h.tier.name, addrs, h.addrs)
 	h.addrs = addrs
-	ut.tiersChanged()
+	ut.state.update()
 }
 
 // parseHostName reads TO as a host name, "name[:port]", if it is one: at

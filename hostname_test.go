@@ -134,10 +134,10 @@ func TestHostNameKeepsAddressesWhenLookupFails(t *testing.T) {
 	up, port := startUpstreamsOnePort(t, "127.0.0.4")
 	auth := startAuth(t, net.ParseIP("127.0.0.4"))
 	ut := newPlugin(t, fmt.Sprintf("upstreamtier {\n tier site dns.test:%d\n resolver %s\n}", port, auth.addr))
-	ut.hc.server = "dns://hostname-test"
+	ut.state.server = "dns://hostname-test"
 	auth.rcode.Store(dns.RcodeServerFailure)
 	ut.startProbing()
-	failures := resolveFailures.WithLabelValues(ut.hc.server, "site", "dns.test.")
+	failures := resolveFailures.WithLabelValues(ut.state.server, "site", "dns.test.")
 	for i := 0; testutil.ToFloat64(failures) == 0; i++ {
 		q := newClientQuery(fmt.Sprintf("q%d.example.org", i), dns.TypeA)
 		m, err := serve(t, ut, q, false)

@@ -184,7 +184,7 @@ const (
 // with the rcodes nearly every answer has, NOERROR and NXDOMAIN (unless
 // they are failover rcodes); the others appear with their first answer.
 func (ut *UpstreamTier) initMetrics() {
-	server := ut.hc.server
+	server := ut.state.server
 	for _, reason := range []string{servfailProhibited, servfailAllDown, servfailAllFailed} {
 		servfailCount.WithLabelValues(server, reason)
 	}
@@ -216,7 +216,7 @@ func (ut *UpstreamTier) initMetrics() {
 
 // initUpstreamMetrics creates the series of one upstream at 0.
 func (ut *UpstreamTier) initUpstreamMetrics(u *Upstream) {
-	server, tier, addr := ut.hc.server, u.tier.name, u.Addr()
+	server, tier, addr := ut.state.server, u.tier.name, u.Addr()
 	for _, rcode := range []int{dns.RcodeSuccess, dns.RcodeNameError} {
 		if !ut.failover[rcode] {
 			requestsCount.WithLabelValues(server, tier, addr, rcodeName(rcode))

@@ -24,7 +24,7 @@ import (
 func TestMetrics(t *testing.T) {
 	up := startUpstreams(t, 2)
 	ut := newPlugin(t, "upstreamtier {\n tier m1 %s\n tier m2 %s\n fall 1\n rise 2\n health_check 10ms\n}", up...)
-	changes := watch(ut)
+	changes := watch(t, ut)
 	site, isp := up[0].Addr(), up[1].Addr()
 	metric := func(name string, v float64, want float64) {
 		t.Helper()
@@ -138,7 +138,7 @@ func TestReady(t *testing.T) {
 	up[0].SetMode(faultdns.Closed)
 	up[1].SetMode(faultdns.Closed)
 	ut := newPlugin(t, "upstreamtier {\n tier site %s\n tier isp %s\n attempt_timeout 200ms\n health_check 10ms\n}", up...)
-	changes := watch(ut)
+	changes := watch(t, ut)
 	if ut.Ready() {
 		t.Fatal("ready before any upstream answered")
 	}
@@ -200,7 +200,7 @@ func TestShutdownLeavesNothing(t *testing.T) {
 	hedge 5ms
 	attempt_timeout 300ms
 }`, up...)
-	changes := watch(ut)
+	changes := watch(t, ut)
 	// Tier 1 down and probed; tier 2 slow so queries are hedged to tier 3.
 	up[0].SetMode(faultdns.Blackhole)
 	up[1].SetMode(faultdns.Slow)

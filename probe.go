@@ -98,21 +98,21 @@ func (u *Upstream) probe(kind string, q question, rd bool, failover map[int]bool
 	wire, err := m.Pack()
 	if err == nil {
 		aq := upstream.Query{Req: m, Packet: upstream.NewPacket(wire, dns.MinMsgSize, m.Question[0])}
-		ret, err = u.exchange(u.hc.lifetime(), "udp", aq, deadline)
+		ret, err = u.exchange(u.life.probeLife(), "udp", aq, deadline)
 		cause = judge(u, q, failover, ret, err)
 	} else {
 		cause = classify(u, err)
 	}
-	if cause != nil && u.hc.closing.Load() {
+	if cause != nil && u.life.closing.Load() {
 		return nil, cause
 	}
 	if cause == nil || cause.answered() {
 		u.probeAnswered(time.Since(start))
 	}
-	if cause == nil && !u.hc.ready.Load() {
-		u.hc.ready.Store(true)
+	if cause == nil && !u.state.ready.Load() {
+		u.state.ready.Store(true)
 	}
-	probeCount.WithLabelValues(u.hc.server, u.tier.name, u.Addr(), kind, probeResult(cause)).Inc()
+	probeCount.WithLabelValues(u.state.server, u.tier.name, u.Addr(), kind, probeResult(cause)).Inc()
 	if cause != nil && cause.reason != reasonRcode {
 		ret = nil // no answer to q
 	}
@@ -153,7 +153,7 @@ func (u *Upstream) probeTimeout() time.Duration {
 // single datagram can be lost.
 // A probe that shutdown interrupted says nothing. It was sent at start.
 func (u *Upstream) probeFailed(start time.Time, cause *attemptError) {
-	if u.hc.closing.Load() {
+	if u.life.closing.Load() {
 		return
 	}
 	if cause.answered() {
@@ -179,10 +179,10 @@ func (u *Upstream) probeLoop(flaps int) {
 	good := 0
 	for {
 		q, refusing := u.downQuestion()
-		if u.hc.noneServing.Load() && !refusing {
+		if u.state.noneServing.Load() && !refusing {
 			delay = min(delay, allDownProbe)
 		}
-		if !u.hc.sleep(delay) || u.retired.Load() {
+		if !u.life.sleep(delay) || u.retired.Load() {
 			return
 		}
 		var cause *attemptError
@@ -197,7 +197,7 @@ func (u *Upstream) probeLoop(flaps int) {
 			continue
 		}
 		good++
-		if good >= u.hc.rise || u.hc.noneServing.Load() {
+		if good >= u.hc.rise || u.state.noneServing.Load() {
 			u.markUp()
 			return
 		}
@@ -233,7 +233,7 @@ func (u *Upstream) standbyLoop() {
 		case u.hc.standby == 0:
 			return
 		}
-		if !u.hc.sleep(delay) || u.retired.Load() {
+		if !u.life.sleep(delay) || u.retired.Load() {
 			return
 		}
 		ok = true
@@ -248,7 +248,7 @@ func (u *Upstream) standbyLoop() {
 func (u *Upstream) standbyProbe(when string) bool {
 	start := time.Now()
 	cause := u.reachProbe(probeStandby)
-	if cause == nil || u.hc.closing.Load() {
+	if cause == nil || u.life.closing.Load() {
 		return cause == nil
 	}
 	log.Infof("%s probe of upstream %s of tier %s failed: %s", when, u.Addr(), u.tier.name, cause)
@@ -283,26 +283,6 @@ func (u *Upstream) noteProbeName() {
 // jitter returns d spread by ±standbyJitter.
 func jitter(d time.Duration) time.Duration {
 	return time.Duration(float64(d) * (1 + standbyJitter*(2*rand.Float64()-1)))
-}
-
-// sleep waits for d and reports whether the plugin is still running.
-func (hc *healthCheck) sleep(d time.Duration) bool {
-	if d <= 0 {
-		select {
-		case <-hc.stop:
-			return false
-		default:
-			return true
-		}
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-hc.stop:
-		return false
-	case <-t.C:
-		return true
-	}
 }
 
 // liveness is one question to an upstream that has said nothing since an
@@ -382,7 +362,7 @@ func (u *Upstream) checkAlive(t time.Time) *liveness {
 		time.AfterFunc(firstContact, func() { lc.finish(false) })
 	}
 
-	started := u.hc.goProbe(func() {
+	started := u.life.goProbe(func() {
 		start := time.Now()
 		cause := u.reachProbe(probeLiveness)
 		h.mu.Lock()
@@ -394,7 +374,7 @@ func (u *Upstream) checkAlive(t time.Time) *liveness {
 		if !pending {
 			return // something came back: alive finished the check
 		}
-		if u.hc.closing.Load() { // interrupted by shutdown: no verdict, nothing moves
+		if u.life.closing.Load() { // interrupted by shutdown: no verdict, nothing moves
 			lc.finish(true)
 			return
 		}

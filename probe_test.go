@@ -2,8 +2,6 @@ package upstreamtier
 
 import (
 	"fmt"
-	stdlog "log"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -44,7 +42,7 @@ func TestProbeAnyRcodeLeavesUp(t *testing.T) {
 		t.Run(m.String(), func(t *testing.T) {
 			up := startUpstreams(t, 2)
 			ut := newPlugin(t, healthStanza, up...)
-			changes := watch(ut)
+			changes := watch(t, ut)
 			for _, s := range up {
 				failProbeName(t, s, m)
 			}
@@ -82,7 +80,7 @@ func TestDownProbeAnyRcodeBringsBack(t *testing.T) {
 		t.Run(m.String(), func(t *testing.T) {
 			up := startUpstreams(t, 2)
 			ut := newPlugin(t, healthStanza, up...)
-			changes := watch(ut)
+			changes := watch(t, ut)
 			up[0].SetMode(faultdns.Closed)
 			name := names()
 			for range 2 {
@@ -106,7 +104,7 @@ func TestDownProbeAnyRcodeBringsBack(t *testing.T) {
 func TestProbeDomainRcodeCounts(t *testing.T) {
 	up := startUpstreams(t, 2)
 	ut := newPlugin(t, "upstreamtier {\n tier site %s\n tier isp %s\n health_check 20ms domain probe.example\n}", up...)
-	changes := watch(ut)
+	changes := watch(t, ut)
 	up[0].SetRules(faultdns.Rule{Zone: "probe.example", Mode: faultdns.Refused})
 	ut.startProbing()
 	expectChange(t, changes, up[0], false)
@@ -126,7 +124,7 @@ func TestFailsEveryNameGoesDown(t *testing.T) {
 			t.Run(m.String()+"/probe name "+probeName, func(t *testing.T) {
 				up := startUpstreams(t, 2)
 				ut := newPlugin(t, healthStanza, up...)
-				changes := watch(ut)
+				changes := watch(t, ut)
 				if probeName == "failed" {
 					up[0].SetMode(m)
 				}
@@ -168,7 +166,7 @@ func TestFailsEveryNameGoesDown(t *testing.T) {
 func TestFailsEveryNameAlone(t *testing.T) {
 	up := startUpstreams(t, 1)
 	ut := newPlugin(t, "upstreamtier {\n tier only %s\n health_check 20ms\n}", up...)
-	changes := watch(ut)
+	changes := watch(t, ut)
 	up[0].SetMode(faultdns.Refused)
 	upstreamsOf(ut)[0].startupProbe()
 	name := names()
@@ -191,7 +189,7 @@ func TestFailsEveryNameAlone(t *testing.T) {
 func TestStubDownComesBackOnItsNames(t *testing.T) {
 	up := startUpstreams(t, 1)
 	ut := newPlugin(t, "upstreamtier {\n tier origin %s\n health_check 20ms\n}", up...)
-	changes := watch(ut)
+	changes := watch(t, ut)
 	up[0].SetRules(faultdns.Rule{Zone: "origin.test", Mode: faultdns.OK}, faultdns.Rule{Mode: faultdns.Refused})
 	upstreamsOf(ut)[0].startupProbe()
 	for range 2 {
@@ -208,7 +206,7 @@ func TestStubDownComesBackOnItsNames(t *testing.T) {
 	for i := range 10 {
 		serve(t, ut, newClientQuery(fmt.Sprintf("outside%d.example.org", i), dns.TypeA), false)
 	}
-	ut.hc.probes.Wait()
+	ut.life.probes.Wait()
 	expectNoChange(t, changes)
 }
 
@@ -226,24 +224,11 @@ func TestStartupLogNamesProbeNameFailure(t *testing.T) {
 	}
 }
 
-// logWatch hands on the lines the standard logger, CoreDNS's, writes.
-type logWatch struct{ lines chan string }
+// logWatch hands on the lines CoreDNS logs.
+type logWatch struct{ lines <-chan string }
 
-// watchLog sends what is logged to a logWatch until the test ends.
-func watchLog(t *testing.T) *logWatch {
-	lw := &logWatch{lines: make(chan string, 1024)}
-	stdlog.SetOutput(lw)
-	t.Cleanup(func() { stdlog.SetOutput(os.Stderr) })
-	return lw
-}
-
-func (lw *logWatch) Write(p []byte) (int, error) {
-	select {
-	case lw.lines <- string(p):
-	default: // nobody reads: drop it
-	}
-	return len(p), nil
-}
+// watchLog returns the lines logged from now until the test ends.
+func watchLog(t *testing.T) *logWatch { return &logWatch{lines: listenLog(t)} }
 
 // wait returns the next line logged that contains s.
 func (lw *logWatch) wait(t *testing.T, s string) string {

@@ -206,7 +206,7 @@ func (q *query) inline(u *Upstream) (m *dns.Msg, err *attemptError, pending bool
 	proto := u.link.Network(q.clientProto)
 	q.attempts++
 
-	life := q.ut.hc.attemptLife()
+	life := q.ut.life.attemptLife()
 	checkAt := start.Add(silenceDelay(checkpoint))
 	aq := upstream.Query{Req: q.req, Packet: q.packet, Alone: q.ut.lone()}
 	if aq.Alone {
@@ -483,7 +483,7 @@ func (q *query) goRun(slot int, attempt func(ctx context.Context) outcome) {
 	if q.results == nil {
 		q.results = make(chan outcome, maxRunning)
 	}
-	ctx, cancel := context.WithCancel(q.ut.hc.attemptLife())
+	ctx, cancel := context.WithCancel(q.ut.life.attemptLife())
 	q.flights[slot].abandon = cancel
 	q.running++
 	results := q.results
@@ -509,7 +509,7 @@ func (o *outgoing) settle(u *Upstream, m *dns.Msg, err error, start time.Time) (
 			memoryRemembered.WithLabelValues(server, u.tier.name).Inc()
 		}
 	}
-	if o.judged && !o.ut.hc.closing.Load() {
+	if o.judged && !o.ut.life.closing.Load() {
 		u.report(o.question, start, rtt, cause)
 	}
 	if cause != nil {

@@ -5,20 +5,20 @@ package upstreamtier
 // when every upstream fails later, clients get a fast SERVFAIL from every
 // replica, which beats Kubernetes taking all of them out of the Service and
 // with them the cluster's own names.
-func (ut *UpstreamTier) Ready() bool { return ut.hc.ready.Load() }
+func (ut *UpstreamTier) Ready() bool { return ut.state.ready.Load() }
 
 // startProbing starts every upstream's standby probing, which begins with
 // a startup probe in the background.
 func (ut *UpstreamTier) startProbing() {
 	for _, t := range ut.tiers {
 		for _, u := range t.upstreams() {
-			if !ut.hc.goProbe(u.standbyLoop) {
+			if !ut.life.goProbe(u.standbyLoop) {
 				return
 			}
 		}
 	}
 	for _, h := range ut.hostNames {
-		if !ut.hc.goProbe(func() { ut.follow(h) }) {
+		if !ut.life.goProbe(func() { ut.follow(h) }) {
 			return
 		}
 	}

@@ -24,7 +24,7 @@ func TestPrivateZoneNeverLeaks(t *testing.T) {
 	fall 1
 	health_check 1m
 }`, up...)
-	changes := watch(ut)
+	changes := watch(t, ut)
 	up[0].SetMode(faultdns.Refused)
 	up[1].SetMode(faultdns.Closed)
 	serve(t, ut, newClientQuery("www.example.org", dns.TypeA), false)

@@ -57,7 +57,7 @@ func setup(c *caddy.Controller) error {
 		if err := p.checkServer(cfg); err != nil {
 			return plugin.Error(pluginName, err)
 		}
-		ut.hc.server = serverLabel(cfg)
+		ut.state.server = serverLabel(cfg)
 		ut.metadata = cfg.Handler("metadata") != nil
 		if tap, ok := cfg.Handler("dnstap").(*dnstap.Dnstap); ok {
 			ut.taps = dnstapChain(tap)
@@ -69,7 +69,7 @@ func setup(c *caddy.Controller) error {
 		ut.startProbing()
 		return nil
 	})
-	c.OnRestart(func() error { ut.hc.interruptAttempts(); return nil })
+	c.OnRestart(func() error { ut.life.interruptAttempts(); return nil })
 	c.OnShutdown(ut.OnShutdown)
 	return nil
 }
@@ -98,17 +98,17 @@ func (ut *UpstreamTier) OnStartup() error {
 	for _, t := range ut.tiers {
 		for _, u := range t.upstreams() {
 			u.start(ut.dialing())
-			upstreamHealthy.WithLabelValues(ut.hc.server, t.name, u.Addr()).Set(1)
+			upstreamHealthy.WithLabelValues(ut.state.server, t.name, u.Addr()).Set(1)
 		}
 	}
-	ut.tiersChanged()
+	ut.state.update()
 	return nil
 }
 
 // OnShutdown stops the probes and closes the upstreams' connection pools.
 func (ut *UpstreamTier) OnShutdown() error {
 	ut.shutdown.Do(func() {
-		ut.hc.shutdown()
+		ut.life.shutdown()
 		for _, t := range ut.tiers {
 			for _, u := range t.upstreams() {
 				u.stop()
@@ -122,8 +122,9 @@ func (ut *UpstreamTier) OnShutdown() error {
 // to its health checks: the parser only changes what the Corefile sets.
 func newUpstreamTier() *UpstreamTier {
 	ut := &UpstreamTier{timeout: defaultTimeout, maxHedges: defaultMaxHedges, memory: newFailoverMemory(defaultMemoryTTL, defaultMemorySize), resolver: resolver{timeout: 2 * time.Second}}
-	ut.hc = &healthCheck{interval: defaultInterval, standby: defaultStandby, domain: ".", fall: defaultFall, rise: defaultRise, stop: make(chan struct{})}
-	ut.hc.changed = ut.healthChanged
+	ut.hc = &healthCheck{interval: defaultInterval, standby: defaultStandby, domain: ".", fall: defaultFall, rise: defaultRise}
+	ut.life = newLifecycle()
+	ut.state = &tierState{life: ut.life}
 	return ut
 }
 
@@ -240,6 +241,7 @@ func (p *parser) finish() error {
 		ut.failover = rcodeSet(defaultFailover)
 	}
 	ut.hc.limit, ut.hc.failover = ut.attemptTimeout, ut.failover
+	ut.state.tiers = ut.tiers
 	for _, t := range ut.tiers {
 		ut.upstreams += len(t.upstreams())
 	}

@@ -14,7 +14,9 @@ type Upstream struct {
 	scheme     string // transport.DNS, TLS, HTTPS or QUIC: how it is written and told apart
 	serverName string // the name its certificate must have, when not the tier's tls_servername
 	tier       *Tier
-	hc         *healthCheck
+	hc         *healthCheck  // the plugin's health settings
+	life       *lifecycle    // the plugin's, for probes and their contexts
+	state      *tierState    // the plugin's, told when the upstream goes down or up
 	link       upstream.Link // set at start
 
 	health  health
@@ -24,8 +26,8 @@ type Upstream struct {
 	retired atomic.Bool // the host name no longer resolves to it: probes end
 }
 
-func newUpstream(addr, scheme, serverName string, t *Tier, hc *healthCheck) *Upstream {
-	return &Upstream{addr: addr, scheme: scheme, serverName: serverName, tier: t, hc: hc}
+func newUpstream(addr, scheme, serverName string, t *Tier, ut *UpstreamTier) *Upstream {
+	return &Upstream{addr: addr, scheme: scheme, serverName: serverName, tier: t, hc: ut.hc, life: ut.life, state: ut.state}
 }
 
 // Addr returns the upstream's address, with its scheme but for plain DNS:

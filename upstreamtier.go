@@ -51,19 +51,16 @@ type UpstreamTier struct {
 	hostNames []*hostName // upstreams written as host names
 	resolver  resolver    // looks them up
 
-	hc        *healthCheck
+	hc        *healthCheck    // the health settings
+	life      *lifecycle      // the contexts of probes and attempts
+	state     *tierState      // the serving tier and readiness
 	memory    *failoverMemory // nil with failover_memory off
 	upstreams int             // number of upstreams in all tiers
 	hedging   atomic.Int64    // hedges in flight
 	shutdown  sync.Once
 
-	stateMu sync.Mutex // serializes tier state changes
-	serving int        // index of the serving tier, -1 for none; the first at start
-
 	metadata bool             // the metadata plugin is in the server block
 	taps     []*dnstap.Dnstap // dnstap plugins to tell about forwarded queries
-
-	observe func(u *Upstream, up bool) // tests: called on each health change
 
 	Next plugin.Handler
 }
