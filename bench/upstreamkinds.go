@@ -740,14 +740,30 @@ func (b *bench) kindsTable(cells []*kindCell, fwNames, notes []string) string {
 		var parts []string
 		rows := 0
 		for _, f := range fails[fw] {
-			parts = append(parts, fmt.Sprintf("%s (%s)", f.kind, strings.TrimPrefix(f.rows, ", ")))
-			rows += strings.Count(f.rows, ", ")
+			n := strings.Count(f.rows, ", ")
+			rows += n
+			if of := kindRows(cells, f.kind); n == of {
+				parts = append(parts, fmt.Sprintf("%s (all %d)", f.kind, of))
+			} else {
+				parts = append(parts, fmt.Sprintf("%s (%s)", f.kind, strings.TrimPrefix(f.rows, ", ")))
+			}
 		}
 		head = append(head, fmt.Sprintf("**%s**: %d of %d rows fail: %s", fw, rows, n, strings.Join(parts, "; ")))
 	}
 	notes = append(append(head, notes...), health...)
 	writeNotes(&s, notes)
 	return s.String()
+}
+
+// kindRows returns how many rows kind has in the table.
+func kindRows(cells []*kindCell, kind string) int {
+	n := 0
+	for _, c := range cells {
+		if c.kind.name == kind {
+			n += len(kindTransports)
+		}
+	}
+	return n
 }
 
 // kindRowPasses reports whether one transport's row of a cell passes.
