@@ -40,13 +40,12 @@ const (
 
 // health is what recent exchanges and probes say about one upstream.
 type health struct {
-	down   atomic.Bool
-	srtt   atomic.Int64 // smoothed RTT of good answers in ns (RFC 6298), 0 until the first
-	rttvar atomic.Int64 // its variation in ns
+	down    atomic.Bool
+	answers rtt // of good answers to client queries
 	// answered is when the upstream last sent anything back, in Unix ns:
 	// an answer of any rcode to any query or probe proves it is alive.
 	answered atomic.Int64
-	probeRTT atomic.Int64 // smoothed RTT of probes in ns: a cached name's, 0 until the first
+	probes   rtt // of answered probes: a cached name's
 
 	mu sync.Mutex
 	// fails counts the evidence in a row that the upstream is down: network
@@ -114,15 +113,7 @@ func (u *Upstream) goodAnswer(q question, rtt time.Duration) {
 	h.mu.Lock()
 	h.suspect = 0
 	h.good = q
-	srtt, rttvar := time.Duration(h.srtt.Load()), time.Duration(h.rttvar.Load())
-	if srtt == 0 {
-		srtt, rttvar = rtt, rtt/2
-	} else {
-		rttvar = (3*rttvar + (srtt - rtt).Abs()) / 4
-		srtt = (7*srtt + rtt) / 8
-	}
-	h.srtt.Store(int64(max(srtt, 1)))
-	h.rttvar.Store(int64(rttvar))
+	h.answers.sample(rtt)
 	lc := h.heard()
 	h.mu.Unlock()
 	lc.finish(true)
@@ -299,10 +290,9 @@ func (h *health) setUp() bool {
 // far longer than its hits, and is worth waiting for while the resolver
 // keeps answering.
 func (u *Upstream) checkpoint(limit time.Duration) time.Duration {
-	srtt := time.Duration(u.health.srtt.Load())
-	if srtt == 0 {
+	rto := u.health.answers.rto()
+	if rto == 0 {
 		return min(limit, defaultHedgeDelay)
 	}
-	rto := srtt + 4*time.Duration(u.health.rttvar.Load())
 	return min(max(rto, minHedgeDelay), limit)
 }

@@ -185,42 +185,6 @@ func TestFallCountsConsecutiveFailures(t *testing.T) {
 	}
 }
 
-// Probes that get a failover rcode keep the upstream down.
-func TestProbeFailoverRcodeKeepsDown(t *testing.T) {
-	up := startUpstreams(t, 2)
-	ut := newPlugin(t, healthStanza, up...)
-	changes := watch(t, ut)
-	up[0].SetMode(faultdns.ServFail)
-	name := names()
-	for range 2 {
-		serve(t, ut, newClientQuery(name(), dns.TypeA), false)
-	}
-	expectChange(t, changes, up[0], false)
-
-	// Several probes come and fail while tier 1 answers SERVFAIL.
-	waitQueries(t, up[0], up[0].Queries()+3)
-	if ut.tiers[0].upstreams()[0].available() {
-		t.Fatal("upstream brought back by probes answered SERVFAIL")
-	}
-	up[0].SetMode(faultdns.OK)
-	expectChange(t, changes, up[0], true)
-}
-
-// Probes ask for the health_check domain, with or without RD.
-func TestProbeDomain(t *testing.T) {
-	up := startUpstreams(t, 2)
-	ut := newPlugin(t, "upstreamtier {\n tier site %s\n tier isp %s\n health_check 10ms domain probe.example no_rec\n fall 1\n}", up...)
-	changes := watch(t, ut)
-	up[0].SetMode(faultdns.Refused)
-	serve(t, ut, newClientQuery("www.example.org", dns.TypeA), false)
-	expectChange(t, changes, up[0], false)
-	up[0].SetMode(faultdns.OK)
-	expectChange(t, changes, up[0], true)
-	if up[0].QueriesFor("probe.example.") < 1 {
-		t.Fatal("no probe asked for the health_check domain")
-	}
-}
-
 // With every upstream down, all_down servfail answers at once without
 // sending anything upstream.
 func TestAllDownServfail(t *testing.T) {
@@ -268,82 +232,6 @@ func TestAllDownTry(t *testing.T) {
 	}
 }
 
-// A slow upstream is hedged within its tier: the other upstream of the
-// tier answers, the slow one's late answer is dropped without harm, and
-// the lower tier sees nothing.
-func TestHedge(t *testing.T) {
-	up := startUpstreams(t, 3)
-	ut := newPlugin(t, "upstreamtier {\n tier site %s %s {\n policy sequential\n }\n tier isp %s\n hedge 10ms\n attempt_timeout 1s\n fall 100\n}", up...)
-	up[0].SetMode(faultdns.Slow)
-	up[0].SetDelay(300 * time.Millisecond)
-	for _, tcp := range []bool{false, true} {
-		q := newClientQuery("www.example.org", dns.TypeA)
-		m, err := serve(t, ut, q, tcp)
-		if err != nil {
-			t.Fatal(err)
-		}
-		expectFrom(t, q, m, up[1])
-	}
-	if n := up[0].QueriesFor("www.example.org"); n != 2 {
-		t.Errorf("the slow upstream got %d queries, want 2", n)
-	}
-	if n := up[2].Queries(); n != 0 {
-		t.Errorf("the lower tier got %d queries", n)
-	}
-}
-
-// A slow answer from an upstream that is alive is waited for, not hedged to
-// a lower tier: its probe is answered at once, so the cache miss is worth
-// the wait. A silent upstream, whose probe goes unanswered too, is left for
-// the lower tier long before its attempt times out.
-func TestSlowMissStaysInTier(t *testing.T) {
-	up := startUpstreams(t, 2)
-	ut := newPlugin(t, "upstreamtier {\n tier site %s\n tier isp %s\n hedge 10ms\n attempt_timeout 2s\n fall 100\n}", up...)
-	up[0].SetRules(faultdns.Rule{Zone: "miss.example.org", Mode: faultdns.Slow, Delay: 300 * time.Millisecond})
-	q := newClientQuery("slow.miss.example.org", dns.TypeA)
-	m, _ := serve(t, ut, q, false)
-	expectFrom(t, q, m, up[0])
-	if n := up[1].Queries(); n != 0 {
-		t.Fatalf("the lower tier got %d queries for a slow miss of a live upstream", n)
-	}
-	if up[0].QueriesFor(".") == 0 {
-		t.Error("no liveness probe was sent while the miss was pending")
-	}
-
-	up[0].SetMode(faultdns.Blackhole)
-	q = newClientQuery("www.example.org", dns.TypeA)
-	m, _ = serve(t, ut, q, false)
-	expectFrom(t, q, m, up[1])
-}
-
-// Without hedging, a slow upstream is waited for: with hedge off, and when
-// the plugin-wide cap on hedges in flight leaves no slot free.
-func TestNoHedge(t *testing.T) {
-	tests := []struct {
-		name      string
-		stanza    string
-		maxHedges int64
-	}{
-		{"hedge off", "upstreamtier {\n tier site %s\n tier isp %s\n hedge off\n attempt_timeout 1s\n}", defaultMaxHedges},
-		{"no hedge slot", "upstreamtier {\n tier site %s\n tier isp %s\n hedge 10ms\n fall 100\n}", 0},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			up := startUpstreams(t, 2)
-			ut := newPlugin(t, tc.stanza, up...)
-			ut.maxHedges = tc.maxHedges
-			up[0].SetMode(faultdns.Slow)
-			up[0].SetDelay(50 * time.Millisecond)
-			q := newClientQuery("www.example.org", dns.TypeA)
-			m, _ := serve(t, ut, q, false)
-			expectFrom(t, q, m, up[0])
-			if up[1].Queries() != 0 {
-				t.Error("tier 2 got a hedge")
-			}
-		})
-	}
-}
-
 // An upstream that flaps, going down again soon after coming back, is
 // probed further backed off each time: the hysteresis that keeps it from
 // taking traffic back at every blip.
@@ -383,18 +271,6 @@ func TestShutdownStopsProbes(t *testing.T) {
 	if err := up[0].WaitQueries(ctx, n+1); err == nil {
 		t.Fatal("a probe was sent after shutdown")
 	}
-}
-
-// A hedge refused for want of a slot does not use up its candidate: when
-// the attempt in flight fails, the query fails over to that candidate.
-func TestHedgeCapKeepsCandidate(t *testing.T) {
-	up := startUpstreams(t, 3)
-	ut := newPlugin(t, "upstreamtier {\n tier site %s\n tier isp %s\n tier public %s\n hedge 10ms\n attempt_timeout 200ms\n fall 100\n}", up...)
-	ut.maxHedges = 0
-	up[0].SetMode(faultdns.Blackhole)
-	q := newClientQuery("www.example.org", dns.TypeA)
-	m, _ := serve(t, ut, q, false)
-	expectFrom(t, q, m, up[1])
 }
 
 // A timeout does not count against an upstream that answered another query

@@ -12,7 +12,9 @@ import (
 )
 
 // Metrics of the plugin. Labels name tiers and upstreams from the Corefile,
-// never query names, so their number is bounded by the configuration.
+// never query names: their number is bounded by the configuration and by
+// the addresses its host names resolve to over time (a series goes with
+// the address it is of).
 var (
 	requestsCount = promauto.NewCounterVec(prometheus.CounterOpts{
 		Namespace: plugin.Namespace,
@@ -223,8 +225,8 @@ func (ut *UpstreamTier) initUpstreamMetrics(u *Upstream) {
 		}
 	}
 	attemptDuration.WithLabelValues(server, tier, addr)
-	for _, reason := range []string{reasonTimeout, reasonNetwork, reasonRcode, reasonMismatch} {
-		attemptFailures.WithLabelValues(server, tier, addr, (&attemptError{reason: reason}).label())
+	for _, r := range []reason{reasonTimeout, reasonNetwork, reasonRcode, reasonMismatch} {
+		attemptFailures.WithLabelValues(server, tier, addr, r.label())
 	}
 	for _, kind := range []string{probeDown, probeStandby, probeSuspect, probeLiveness} {
 		for _, cause := range []*attemptError{nil, {}} {

@@ -277,7 +277,7 @@ func TestSetupInvalid(t *testing.T) {
 		{"resolver not an address", "upstreamtier {\n tier a dns.example\n resolver dns.google\n}", 3, `resolver: "dns.google" is not IP or IP:port`},
 		{"same host name in two tiers", "upstreamtier {\n tier a dns.example\n tier b dns.example:53\n}", 3, `is already in tier "a"`},
 		{"host name with a bad port", "upstreamtier {\n tier a dns.example:0\n}", 2, `port "0" is not a number between 1 and 65535`},
-		{"host name in a resolv.conf", "upstreamtier {\n tier a @NAMES@\n}", 2, `nameserver "ns.example" is not an IP address; host names are not supported as upstreams`},
+		{"host name in a resolv.conf", "upstreamtier {\n tier a @NAMES@\n}", 2, `nameserver "ns.example" is not an IP address; a resolv.conf file lists IP addresses; write a host name as a tier's TO, with resolver`},
 
 		{"fall negative", "upstreamtier {\n tier a 1.1.1.1\n fall -1\n}", 3, `fall: "-1" is not a number between 0 and 100`},
 		{"rise 0", "upstreamtier {\n tier a 1.1.1.1\n rise 0\n}", 3, `rise: "0" is not a number between 1 and 100`},

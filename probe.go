@@ -123,11 +123,9 @@ func (u *Upstream) probe(kind string, q question, rd bool, failover map[int]bool
 // a name every resolver has cached, which bounds the next probes' timeouts.
 func (u *Upstream) probeAnswered(rtt time.Duration) {
 	h := &u.health
-	prev := time.Duration(h.probeRTT.Load())
-	if prev > 0 {
-		rtt = (7*prev + rtt) / 8
-	}
-	h.probeRTT.Store(int64(max(rtt, 1)))
+	h.mu.Lock()
+	h.probes.sample(rtt)
+	h.mu.Unlock()
 	u.alive()
 }
 
@@ -136,9 +134,9 @@ func (u *Upstream) probeAnswered(rtt time.Duration) {
 // client queries' checkpoint, and before any answer at all the
 // attempt_timeout, at most firstProbeTimeout.
 func (u *Upstream) probeTimeout() time.Duration {
-	rtt := time.Duration(u.health.probeRTT.Load())
+	rtt := u.health.probes.smoothed()
 	if rtt == 0 {
-		if u.health.srtt.Load() == 0 {
+		if u.health.answers.smoothed() == 0 {
 			return min(u.hc.limit, firstProbeTimeout)
 		}
 		return max(u.checkpoint(u.hc.limit), minProbeTimeout)
@@ -395,4 +393,21 @@ func probeResult(cause *attemptError) string {
 		return "fail"
 	}
 	return "ok"
+}
+
+// startProbing starts every upstream's standby probing, which begins with
+// a startup probe in the background.
+func (ut *UpstreamTier) startProbing() {
+	for _, t := range ut.tiers {
+		for _, u := range t.upstreams() {
+			if !ut.life.goProbe(u.standbyLoop) {
+				return
+			}
+		}
+	}
+	for _, h := range ut.hostNames {
+		if !ut.life.goProbe(func() { ut.follow(h) }) {
+			return
+		}
+	}
 }

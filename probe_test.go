@@ -245,3 +245,39 @@ func (lw *logWatch) wait(t *testing.T, s string) string {
 		}
 	}
 }
+
+// Probes that get a failover rcode keep the upstream down.
+func TestProbeFailoverRcodeKeepsDown(t *testing.T) {
+	up := startUpstreams(t, 2)
+	ut := newPlugin(t, healthStanza, up...)
+	changes := watch(t, ut)
+	up[0].SetMode(faultdns.ServFail)
+	name := names()
+	for range 2 {
+		serve(t, ut, newClientQuery(name(), dns.TypeA), false)
+	}
+	expectChange(t, changes, up[0], false)
+
+	// Several probes come and fail while tier 1 answers SERVFAIL.
+	waitQueries(t, up[0], up[0].Queries()+3)
+	if ut.tiers[0].upstreams()[0].available() {
+		t.Fatal("upstream brought back by probes answered SERVFAIL")
+	}
+	up[0].SetMode(faultdns.OK)
+	expectChange(t, changes, up[0], true)
+}
+
+// Probes ask for the health_check domain, with or without RD.
+func TestProbeDomain(t *testing.T) {
+	up := startUpstreams(t, 2)
+	ut := newPlugin(t, "upstreamtier {\n tier site %s\n tier isp %s\n health_check 10ms domain probe.example no_rec\n fall 1\n}", up...)
+	changes := watch(t, ut)
+	up[0].SetMode(faultdns.Refused)
+	serve(t, ut, newClientQuery("www.example.org", dns.TypeA), false)
+	expectChange(t, changes, up[0], false)
+	up[0].SetMode(faultdns.OK)
+	expectChange(t, changes, up[0], true)
+	if up[0].QueriesFor("probe.example.") < 1 {
+		t.Fatal("no probe asked for the health_check domain")
+	}
+}

@@ -6,20 +6,3 @@ package upstreamtier
 // replica, which beats Kubernetes taking all of them out of the Service and
 // with them the cluster's own names.
 func (ut *UpstreamTier) Ready() bool { return ut.state.ready.Load() }
-
-// startProbing starts every upstream's standby probing, which begins with
-// a startup probe in the background.
-func (ut *UpstreamTier) startProbing() {
-	for _, t := range ut.tiers {
-		for _, u := range t.upstreams() {
-			if !ut.life.goProbe(u.standbyLoop) {
-				return
-			}
-		}
-	}
-	for _, h := range ut.hostNames {
-		if !ut.life.goProbe(func() { ut.follow(h) }) {
-			return
-		}
-	}
-}

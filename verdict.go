@@ -12,21 +12,56 @@ import (
 	"github.com/miekg/dns"
 )
 
-// Reasons an attempt failed, as reported in errors and Extended DNS Errors.
+// reason is why an attempt failed.
+type reason uint8
+
+// The reasons an attempt fails.
 const (
-	reasonTimeout  = "timeout"
-	reasonSilent   = "upstream silent"
-	reasonAllDown  = "no tier available"
-	reasonNetwork  = "network error"
-	reasonRcode    = "failover rcode"
-	reasonMismatch = "answer does not match the query"
-	reasonBudget   = "query budget spent"
+	reasonNetwork  reason = iota // an error on the way: refused, reset, TLS
+	reasonTimeout                // no answer by the attempt's deadline
+	reasonSilent                 // the upstream sent nothing back, and nothing was left to try
+	reasonAllDown                // no tier became available while it waited
+	reasonRcode                  // a failover rcode
+	reasonMismatch               // an answer that does not match the query, or garbage
+	reasonBudget                 // the query's budget was spent
 )
+
+// String returns the reason as errors and Extended DNS Errors say it.
+func (r reason) String() string {
+	switch r {
+	case reasonTimeout:
+		return "timeout"
+	case reasonSilent:
+		return "upstream silent"
+	case reasonAllDown:
+		return "no tier available"
+	case reasonRcode:
+		return "failover rcode"
+	case reasonMismatch:
+		return "answer does not match the query"
+	case reasonBudget:
+		return "query budget spent"
+	}
+	return "network error"
+}
+
+// label returns the reason as a metric label.
+func (r reason) label() string {
+	switch r {
+	case reasonTimeout, reasonSilent, reasonAllDown, reasonBudget:
+		return "timeout"
+	case reasonRcode:
+		return "rcode"
+	case reasonMismatch:
+		return "mismatch"
+	}
+	return "network"
+}
 
 // attemptError says which upstream failed an attempt and why.
 type attemptError struct {
 	upstream *Upstream
-	reason   string
+	reason   reason
 	rcode    int   // the answer's rcode, for reasonRcode
 	err      error // the underlying error, if any
 }
@@ -56,23 +91,13 @@ func (e *attemptError) public() string {
 // what is the reason, with the rcode when that was it.
 func (e *attemptError) what() string {
 	if e.reason == reasonRcode {
-		return e.reason + " " + rcodeName(e.rcode)
+		return e.reason.String() + " " + rcodeName(e.rcode)
 	}
-	return e.reason
+	return e.reason.String()
 }
 
 // label returns the reason as a metric label.
-func (e *attemptError) label() string {
-	switch e.reason {
-	case reasonTimeout, reasonSilent, reasonAllDown, reasonBudget:
-		return "timeout"
-	case reasonRcode:
-		return "rcode"
-	case reasonMismatch:
-		return "mismatch"
-	}
-	return "network"
-}
+func (e *attemptError) label() string { return e.reason.label() }
 
 // answered reports whether the upstream sent something back: a failover
 // rcode or an answer that does not match is a failure of the attempt, but

@@ -1,6 +1,7 @@
-// Package dnspool keeps the connections of plain DNS (RFC 1035 over UDP
-// and TCP) or DNS over TLS (RFC 7858) to one upstream, and runs one query
-// at a time on each.
+// Package dnspool keeps the sockets and connections of plain DNS (RFC
+// 1035 over UDP and TCP) or DNS over TLS (RFC 7858) to one upstream: a Mux
+// multiplexes UDP queries on a few long-lived sockets, a Pool runs one
+// query at a time on each TCP or TLS connection.
 //
 // These go through this pool and not through CoreDNS's pkg/proxy
 // because the proxy reads until its fixed read timeout and rewrites the
