@@ -12,10 +12,9 @@ import (
 // sourceRecorder is an upstream on 127.0.0.1 that answers every query and
 // records the address each came from.
 type sourceRecorder struct {
-	mu    sync.Mutex
-	from  map[string]int // "udp 127.0.0.2" → queries
-	addr  string
-	close func()
+	mu   sync.Mutex
+	from map[string]int // "udp 127.0.0.2" → queries
+	addr string
 }
 
 func startSourceRecorder(t *testing.T) *sourceRecorder {

@@ -24,8 +24,12 @@ func TestIsBrokenShare(t *testing.T) {
 }
 
 func TestIsBrokenIsStable(t *testing.T) {
-	for i := range 1000 {
-		if isBroken(i, 0.2) != isBroken(i, 0.2) {
+	first := make([]bool, 1000)
+	for i := range first {
+		first[i] = isBroken(i, 0.2)
+	}
+	for i, b := range first {
+		if isBroken(i, 0.2) != b {
 			t.Fatalf("query %d classified two ways", i)
 		}
 	}

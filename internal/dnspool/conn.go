@@ -96,16 +96,12 @@ func (c *Conn) waitDial(ctx context.Context, deadline time.Time) error {
 	}
 	t := time.NewTimer(time.Until(deadline))
 	defer t.Stop()
-	var done <-chan struct{}
-	if ctx != nil {
-		done = ctx.Done()
-	}
 	select {
 	case <-c.dialled:
 		return c.dialErr
 	case <-t.C:
 		return os.ErrDeadlineExceeded
-	case <-done:
+	case <-ctx.Done(): // never, for context.Background
 		return ctx.Err()
 	}
 }
@@ -125,7 +121,7 @@ func queryID() uint16 {
 // any address but the upstream's, as the socket is connected. A timeout
 // leaves the attempt waiting: Await may be called again.
 func (c *Conn) Await(buf []byte, deadline time.Time) ([]byte, error) {
-	if err := c.waitDial(nil, deadline); err != nil {
+	if err := c.waitDial(context.Background(), deadline); err != nil {
 		return nil, err
 	}
 	c.SetReadDeadline(deadline)

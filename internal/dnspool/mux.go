@@ -358,7 +358,7 @@ func (s *muxSocket) kill() {
 // buffer of the call's, valid until Done. A timeout leaves the call
 // waiting: Await may be called again.
 func (c *Call) Await(deadline time.Time) ([]byte, error) {
-	return c.await(nil, nil, deadline)
+	return c.await(context.Background(), nil, deadline)
 }
 
 // AwaitCtx is Await that also ends when ctx is done, with ctx's error.

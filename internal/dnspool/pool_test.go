@@ -69,7 +69,7 @@ func TestTimedOutUDPSocketKept(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitQueries(t, up, 1)
-	if err := c.waitDial(nil, time.Now().Add(time.Minute)); err != nil {
+	if err := c.waitDial(context.Background(), time.Now().Add(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
 	_, err = c.Await(make([]byte, 4096), time.Now()) // gives up before the answer
@@ -116,7 +116,7 @@ func TestAnswerFromOtherAddressIgnored(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	if err := c.waitDial(nil, deadline); err != nil {
+	if err := c.waitDial(context.Background(), deadline); err != nil {
 		t.Fatal(err)
 	}
 	// A spoofer on another port of 127.0.0.1 answers first, perfectly.
