@@ -29,15 +29,15 @@ var dotAnswer = net.IPv4(198, 51, 100, 53)
 // startDoT starts a DNS-over-TLS upstream on 127.0.0.1 whose certificate,
 // valid from notBefore to notAfter, is signed by a fresh CA. It returns the
 // upstream's address and the path of the CA's PEM file.
-func startDoT(t testing.TB, notBefore, notAfter time.Time) (addr, caFile string) {
-	t.Helper()
-	return startDoTServer(t, notBefore, notAfter, func(*dns.Server) {})
+func startDoT(tb testing.TB, notBefore, notAfter time.Time) (addr, caFile string) {
+	tb.Helper()
+	return startDoTServer(tb, notBefore, notAfter, func(*dns.Server) {})
 }
 
 // startDoTServer is startDoT with a server that configure may change
 // before it starts.
-func startDoTServer(t testing.TB, notBefore, notAfter time.Time, configure func(*dns.Server)) (addr, caFile string) {
-	t.Helper()
+func startDoTServer(tb testing.TB, notBefore, notAfter time.Time, configure func(*dns.Server)) (addr, caFile string) {
+	tb.Helper()
 	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	caTmpl := &x509.Certificate{
 		SerialNumber:          big.NewInt(1),
@@ -50,7 +50,7 @@ func startDoTServer(t testing.TB, notBefore, notAfter time.Time, configure func(
 	}
 	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	ca, _ := x509.ParseCertificate(caDER)
 
@@ -66,23 +66,23 @@ func startDoTServer(t testing.TB, notBefore, notAfter time.Time, configure func(
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 
-	caFile = filepath.Join(t.TempDir(), "ca.pem")
+	caFile = filepath.Join(tb.TempDir(), "ca.pem")
 	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o600); err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 
 	cert := tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 	l, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}})
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	srv := &dns.Server{Listener: l, Net: "tcp-tls", Handler: dns.HandlerFunc(answerDoT)}
 	configure(srv)
 	go srv.ActivateAndServe()
-	t.Cleanup(func() { srv.Shutdown() })
+	tb.Cleanup(func() { srv.Shutdown() })
 	return l.Addr().String(), caFile
 }
 

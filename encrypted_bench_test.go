@@ -25,9 +25,13 @@ func BenchmarkServeDNSDoT(b *testing.B) {
 		new  func(b *testing.B) plugin.Handler
 	}{
 		{"upstreamtier", func(b *testing.B) plugin.Handler {
+			b.Helper()
 			return newPlugin(b, fmt.Sprintf("upstreamtier {\n tier site tls://%s {\n tls %s\n tls_servername %s\n }\n}", addr, ca, dotServerName))
 		}},
-		{"forward", func(b *testing.B) plugin.Handler { return forwardDoT(b, addr, ca) }},
+		{"forward", func(b *testing.B) plugin.Handler {
+			b.Helper()
+			return forwardDoT(b, addr, ca)
+		}},
 	}
 	for _, h := range handlers {
 		b.Run(h.name, func(b *testing.B) { benchmarkHandler(b, h.new(b)) })
@@ -38,6 +42,7 @@ func BenchmarkServeDNSDoT(b *testing.B) {
 // forwardDoT returns CoreDNS forward to the DoT upstream at addr, whose
 // certificate is signed by the CA in the PEM file ca, as its setup makes it.
 func forwardDoT(b *testing.B, addr, ca string) *forward.Forward {
+	b.Helper()
 	pem, err := os.ReadFile(ca)
 	if err != nil {
 		b.Fatal(err)

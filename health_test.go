@@ -27,8 +27,9 @@ var healthLine = regexp.MustCompile(`upstream (\S+) of tier \S+ is (down|up agai
 
 // watch returns the health changes of ut's upstreams, read from the log
 // lines the plugin writes for them, until the test ends.
-func watch(t testing.TB, ut *UpstreamTier) <-chan change {
-	lines := listenLog(t)
+func watch(tb testing.TB, ut *UpstreamTier) <-chan change {
+	tb.Helper()
+	lines := listenLog(tb)
 	ch := make(chan change, 64)
 	go func() {
 		for line := range lines {

@@ -21,15 +21,15 @@ import (
 
 // startUpstreams starts n fault-injecting upstreams on 127.0.0.1, closed
 // when the test ends.
-func startUpstreams(t testing.TB, n int) []*faultdns.Server {
-	t.Helper()
+func startUpstreams(tb testing.TB, n int) []*faultdns.Server {
+	tb.Helper()
 	servers := make([]*faultdns.Server, n)
 	for i := range servers {
 		s, err := faultdns.Start("127.0.0.1:0")
 		if err != nil {
-			t.Fatal(err)
+			tb.Fatal(err)
 		}
-		t.Cleanup(func() { s.Close() })
+		tb.Cleanup(func() { s.Close() })
 		servers[i] = s
 	}
 	return servers
@@ -37,8 +37,8 @@ func startUpstreams(t testing.TB, n int) []*faultdns.Server {
 
 // newPlugin parses a Corefile stanza and starts the plugin; %s verbs in the
 // stanza are filled with the addresses of the servers, in order.
-func newPlugin(t testing.TB, stanza string, servers ...*faultdns.Server) *UpstreamTier {
-	t.Helper()
+func newPlugin(tb testing.TB, stanza string, servers ...*faultdns.Server) *UpstreamTier {
+	tb.Helper()
 	addrs := make([]any, len(servers))
 	for i, s := range servers {
 		addrs[i] = s.Addr()
@@ -47,13 +47,13 @@ func newPlugin(t testing.TB, stanza string, servers ...*faultdns.Server) *Upstre
 	c.ServerBlockKeys = []string{"."}
 	ut, err := parseUpstreamTier(c)
 	if err != nil {
-		t.Fatalf("parse: %v", err)
+		tb.Fatalf("parse: %v", err)
 	}
 	ut.Next = test.NextHandler(dns.RcodeRefused, errNextCalled)
 	if err := ut.OnStartup(); err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	t.Cleanup(func() { ut.OnShutdown() })
+	tb.Cleanup(func() { ut.OnShutdown() })
 	return ut
 }
 
@@ -159,13 +159,14 @@ func (lt *logTap) Write(p []byte) (int, error) {
 }
 
 // listenLog returns the lines logged from now until the test ends.
-func listenLog(t testing.TB) <-chan string {
+func listenLog(tb testing.TB) <-chan string {
+	tb.Helper()
 	logsOnce.Do(func() { stdlog.SetOutput(logs) })
 	ch := make(chan string, 4096)
 	logs.mu.Lock()
 	logs.listeners[ch] = true
 	logs.mu.Unlock()
-	t.Cleanup(func() {
+	tb.Cleanup(func() {
 		logs.mu.Lock()
 		delete(logs.listeners, ch)
 		close(ch)

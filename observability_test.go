@@ -177,6 +177,7 @@ func leftovers() []string {
 
 // openFiles returns the number of open file descriptors of the process.
 func openFiles(t *testing.T) int {
+	t.Helper()
 	fds, err := os.ReadDir("/proc/self/fd")
 	if err != nil {
 		t.Skip("no /proc/self/fd:", err)

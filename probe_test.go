@@ -228,7 +228,10 @@ func TestStartupLogNamesProbeNameFailure(t *testing.T) {
 type logWatch struct{ lines <-chan string }
 
 // watchLog returns the lines logged from now until the test ends.
-func watchLog(t *testing.T) *logWatch { return &logWatch{lines: listenLog(t)} }
+func watchLog(t *testing.T) *logWatch {
+	t.Helper()
+	return &logWatch{lines: listenLog(t)}
+}
 
 // wait returns the next line logged that contains s.
 func (lw *logWatch) wait(t *testing.T, s string) string {

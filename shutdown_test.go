@@ -20,13 +20,13 @@ const hangGuard = 20 * time.Second
 
 // blackhole is a UDP socket on 127.0.0.1 that reads every query and never
 // answers, closed when the test ends.
-func blackhole(t testing.TB) string {
-	t.Helper()
+func blackhole(tb testing.TB) string {
+	tb.Helper()
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	t.Cleanup(func() { pc.Close() })
+	tb.Cleanup(func() { pc.Close() })
 	go func() {
 		buf := make([]byte, dns.MaxMsgSize)
 		for {
@@ -42,13 +42,13 @@ func blackhole(t testing.TB) string {
 // never says a word, as a hung server whose kernel still accepts: a TLS
 // handshake with it waits for ever. Each connection accepted is sent on
 // accepted (up to 16 unread) and closed when the test ends.
-func silentTCP(t testing.TB) (addr string, accepted <-chan net.Conn) {
-	t.Helper()
+func silentTCP(tb testing.TB) (addr string, accepted <-chan net.Conn) {
+	tb.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	t.Cleanup(func() { l.Close() })
+	tb.Cleanup(func() { l.Close() })
 	conns := make(chan net.Conn, 16)
 	go func() {
 		for {
@@ -56,7 +56,7 @@ func silentTCP(t testing.TB) (addr string, accepted <-chan net.Conn) {
 			if err != nil {
 				return
 			}
-			t.Cleanup(func() { c.Close() })
+			tb.Cleanup(func() { c.Close() })
 			select {
 			case conns <- c:
 			default:
@@ -249,6 +249,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // serveBackground sends n client queries to ut, each in a goroutine of
 // its own; the group is done when all are answered.
 func serveBackground(t *testing.T, ut *UpstreamTier, n int) *sync.WaitGroup {
+	t.Helper()
 	var served sync.WaitGroup
 	for range n {
 		served.Add(1)

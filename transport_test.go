@@ -42,6 +42,7 @@ func TestUpstreamClosedPooledConnections(t *testing.T) {
 // answers together, each on a connection of its own that it then closes,
 // and then one more, which draws those connections from the pool.
 func checkClosedPooled(t *testing.T, ut *UpstreamTier, inFlight int) {
+	t.Helper()
 	answers := make(chan *dns.Msg, inFlight)
 	for range inFlight {
 		go func() {

@@ -53,13 +53,13 @@ func startKindNSD(workDir, logPath string, root bool) (*process, error) {
 		files["root.zone"] = rootZone
 	}
 	for file, body := range files {
-		if err := os.WriteFile(filepath.Join(dir, file), []byte(body), 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, file), []byte(body), 0o600); err != nil {
 			return nil, err
 		}
 	}
 	return startDaemon("nsd", dir, logPath, func(port int) ([]string, error) {
 		path := filepath.Join(dir, "nsd.conf")
-		return []string{"-d", "-c", path}, os.WriteFile(path, []byte(fmt.Sprintf(kindNSDServerConf, dir, port)+zones), 0o644)
+		return []string{"-d", "-c", path}, os.WriteFile(path, []byte(fmt.Sprintf(kindNSDServerConf, dir, port)+zones), 0o600)
 	}, kindWaitData)
 }
 
@@ -93,7 +93,7 @@ func kindWaitRcode(addr, name string, qtype uint16, rcode int, wait time.Duratio
 func kindWriteConf(dir, name string, body func(port int) string, argv func(path string) []string) func(int) ([]string, error) {
 	return func(port int) ([]string, error) {
 		path := filepath.Join(dir, name)
-		return argv(path), os.WriteFile(path, []byte(body(port)), 0o644)
+		return argv(path), os.WriteFile(path, []byte(body(port)), 0o600)
 	}
 }
 
@@ -154,7 +154,7 @@ func startKindPdns(workDir, logPath, auth string) (*process, error) {
 		return nil, err
 	}
 	hints := ". 3600000 IN NS a.root-servers.net.\na.root-servers.net. 3600000 IN A 127.0.0.1\n"
-	if err := os.WriteFile(filepath.Join(dir, "root.hints"), []byte(hints), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "root.hints"), []byte(hints), 0o600); err != nil {
 		return nil, err
 	}
 	return startDaemon("pdns_recursor", dir, logPath, kindWriteConf(dir, "recursor.conf",
@@ -187,7 +187,7 @@ func startKindNamed(workDir, logPath string, refuse bool) (*process, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(filepath.Join(dir, "kinds.zone"), []byte(kindZoneFile), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "kinds.zone"), []byte(kindZoneFile), 0o600); err != nil {
 		return nil, err
 	}
 	ready := kindWaitData
@@ -296,7 +296,7 @@ func startCoreKind(coredns, workDir, logPath, block, arg string, ready func(stri
 	}
 	if arg == "" {
 		arg = filepath.Join(dir, "kinds.zone")
-		if err := os.WriteFile(arg, []byte(kindZoneFile), 0o644); err != nil {
+		if err := os.WriteFile(arg, []byte(kindZoneFile), 0o600); err != nil {
 			return nil, err
 		}
 	}

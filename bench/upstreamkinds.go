@@ -224,7 +224,7 @@ func startKindForwarder(coredns, workDir, logPath, stanza string) (*process, err
 			return nil, err
 		}
 		path := filepath.Join(dir, "Corefile")
-		return []string{"-conf", path, "-quiet"}, os.WriteFile(path, []byte(fmt.Sprintf(kindForwarderCorefile, port, metricsPort, stanza)), 0o644)
+		return []string{"-conf", path, "-quiet"}, os.WriteFile(path, []byte(fmt.Sprintf(kindForwarderCorefile, port, metricsPort, stanza)), 0o600)
 	}, func(addr string) error { return probe(addr, 10*time.Second) })
 	if err != nil {
 		return nil, err
@@ -459,7 +459,7 @@ func (b *bench) upstreamKindsScenario(fws []forwarder) (string, error) {
 		}
 		if m := k.missing(); len(m) > 0 {
 			missing = append(missing, fmt.Sprintf("%s (%s)", k.name, strings.Join(m, ", ")))
-			for _, p := range strings.Fields(k.pkgs) {
+			for p := range strings.FieldsSeq(k.pkgs) {
 				pkgs[p] = true
 			}
 			continue
@@ -693,13 +693,14 @@ func (b *bench) kindsTable(cells []*kindCell, fwNames, notes []string) string {
 		"A refusing or failing kind alone passes with a median under %v and nothing lost; in front of tier 2, with no error seen and nothing reaching it from query %d on.\n\n",
 		loadZone, loadZone, *kindsQueries, *kindsRate, loadZone, b.timeout, kindsEarly+1, kindsFastError, kindsEarly+1)
 	s.WriteString("| kind | position | transport |")
-	sep := "|---|---|---|"
 	for _, fw := range fwNames {
 		fmt.Fprintf(&s, " %[1]s ok / SF / REF / wrong / lost | %[1]s t1 / t2 | %[1]s p50 | %[1]s other tier | %[1]s |", fw)
-		sep += "--:|--:|--:|---|---|"
 	}
-	s.WriteString("\n" + sep + "\n")
-	type failed struct{ kind, rows string } // a kind's failing rows of one forwarder
+	s.WriteString("\n|---|---|---|" + strings.Repeat("--:|--:|--:|---|---|", len(fwNames)) + "\n")
+	type failed struct { // a kind's failing rows of one forwarder
+		kind string
+		rows []string
+	}
 	fails := map[string][]failed{}
 	var health []string
 	for _, c := range cells {
@@ -718,7 +719,7 @@ func (b *bench) kindsTable(cells []*kindCell, fwNames, notes []string) string {
 				if len(f) == 0 || f[len(f)-1].kind != c.kind.name {
 					f = append(f, failed{kind: c.kind.name})
 				}
-				f[len(f)-1].rows += fmt.Sprintf(", %s %s", c.pos.slug(), tr)
+				f[len(f)-1].rows = append(f[len(f)-1].rows, c.pos.slug()+" "+tr)
 				fails[r.fw] = f
 				if o[outWrong] > 0 {
 					notes = append(notes, fmt.Sprintf("%s, %s, %s, %s: answers by rcode: %s", c.kind.name, c.pos, tr, r.fw, otherRcodeText(st.rcodes)))
@@ -740,12 +741,12 @@ func (b *bench) kindsTable(cells []*kindCell, fwNames, notes []string) string {
 		var parts []string
 		rows := 0
 		for _, f := range fails[fw] {
-			n := strings.Count(f.rows, ", ")
+			n := len(f.rows)
 			rows += n
 			if of := kindRows(cells, f.kind); n == of {
 				parts = append(parts, fmt.Sprintf("%s (all %d)", f.kind, of))
 			} else {
-				parts = append(parts, fmt.Sprintf("%s (%s)", f.kind, strings.TrimPrefix(f.rows, ", ")))
+				parts = append(parts, fmt.Sprintf("%s (%s)", f.kind, strings.Join(f.rows, ", ")))
 			}
 		}
 		head = append(head, fmt.Sprintf("**%s**: %d of %d rows fail: %s", fw, rows, n, strings.Join(parts, "; ")))
@@ -789,7 +790,7 @@ func kindLogText(lines []string) string {
 
 // otherRcodeText lists the rcodes of answers, e.g. "NOERROR 12, NXDOMAIN 3".
 func otherRcodeText(rcodes map[int]int) string {
-	var out []string
+	out := make([]string, 0, len(rcodes))
 	for _, rc := range slices.Sorted(maps.Keys(rcodes)) {
 		out = append(out, fmt.Sprintf("%s %d", dns.RcodeToString[rc], rcodes[rc]))
 	}

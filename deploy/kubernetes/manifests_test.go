@@ -554,6 +554,7 @@ func TestCorefileForwardsAsStock(t *testing.T) {
 }
 
 func checkUpstreamtierSetup(t *testing.T, text string) {
+	t.Helper()
 	setup, err := caddy.DirectiveAction("dns", "upstreamtier")
 	if err != nil {
 		t.Fatal(err)

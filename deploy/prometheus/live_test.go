@@ -412,6 +412,7 @@ var labelValues = regexp.MustCompile(`^label_values\((.+), *([a-z_]+)\)$`)
 // annotation's query over [from, end] as Grafana would for that time
 // range: each must give a series.
 func checkDashboard(t *testing.T, p *prom, from, end time.Time) {
+	t.Helper()
 	b, err := os.ReadFile(dashboardFile)
 	if err != nil {
 		t.Fatal(err)
