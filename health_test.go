@@ -284,13 +284,11 @@ func TestTimeoutOfLiveUpstreamNotCounted(t *testing.T) {
 	up[0].SetMode(faultdns.Slow)
 	up[0].SetDelay(time.Hour) // the queries that arrive now are never answered
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	wg.Go(func() {
 		q := newClientQuery("dropped.example.org", dns.TypeA)
 		m, _ := serve(t, ut, q, false)
 		expectFrom(t, q, m, up[1]) // after tier 1's timeout
-	}()
+	})
 	waitQueries(t, up[0], 1)
 	up[0].SetMode(faultdns.OK)
 	q := newClientQuery("answered.example.org", dns.TypeA)

@@ -96,11 +96,7 @@ func (lc *lifecycle) goProbe(probe func()) bool {
 	if lc.stopped {
 		return false
 	}
-	lc.probes.Add(1)
-	go func() {
-		defer lc.probes.Done()
-		probe()
-	}()
+	lc.probes.Go(probe)
 	return true
 }
 

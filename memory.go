@@ -84,7 +84,7 @@ func (fm *failoverMemory) remember(name string, qtype uint16, i int) bool {
 func memoKey(name string, qtype uint16) uint64 {
 	const prime = 1099511628211
 	h := uint64(14695981039346656037)
-	for i := 0; i < len(name); i++ {
+	for i := range len(name) {
 		c := name[i]
 		if 'A' <= c && c <= 'Z' {
 			c += 'a' - 'A'

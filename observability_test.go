@@ -167,7 +167,7 @@ func leftovers() []string {
 	buf := make([]byte, 1<<20)
 	buf = buf[:runtime.Stack(buf, true)]
 	var found []string
-	for _, g := range strings.Split(string(buf), "\n\n") {
+	for g := range strings.SplitSeq(string(buf), "\n\n") {
 		if strings.Contains(g, "upstreamtier.(*") && !strings.Contains(g, "testing.tRunner") {
 			found = append(found, g)
 		}
@@ -217,13 +217,11 @@ func TestShutdownLeavesNothing(t *testing.T) {
 	var wg sync.WaitGroup
 	var inFlight *dns.Msg
 	sent := up[1].Queries()
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	wg.Go(func() {
 		rec := dnstest.NewRecorder(&test.ResponseWriter{})
 		ut.ServeDNS(context.Background(), rec, newClientQuery("inflight.example.org", dns.TypeA))
 		inFlight = rec.Msg
-	}()
+	})
 	waitQueries(t, up[1], sent+1)
 	ut.OnShutdown()
 	wg.Wait()

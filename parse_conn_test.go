@@ -1,6 +1,7 @@
 package upstreamtier
 
 import (
+	"maps"
 	"net"
 	"net/netip"
 	"sync"
@@ -66,9 +67,7 @@ func (r *sourceRecorder) sources() map[string]int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	m := map[string]int{}
-	for k, v := range r.from {
-		m[k] = v
-	}
+	maps.Copy(m, r.from)
 	return m
 }
 

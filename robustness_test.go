@@ -57,11 +57,9 @@ func TestMaxConcurrent(t *testing.T) {
 
 	var wg sync.WaitGroup
 	for range 2 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			serve(t, ut, newClientQuery("www.example.org", dns.TypeA), false)
-		}()
+		})
 	}
 	waitQueries(t, up[0], 2)
 	_, err := serve(t, ut, newClientQuery("www.example.org", dns.TypeA), false)

@@ -181,9 +181,7 @@ func TestAbandonedAttemptsEnd(t *testing.T) {
 	const clients, each = 50, 20
 	var served sync.WaitGroup
 	for c := range clients {
-		served.Add(1)
-		go func() {
-			defer served.Done()
+		served.Go(func() {
 			for i := range each {
 				q := newClientQuery(nameFor(c, i), dns.TypeA)
 				if m, _ := serve(t, ut, q, false); m == nil || m.Rcode != dns.RcodeSuccess {
@@ -191,7 +189,7 @@ func TestAbandonedAttemptsEnd(t *testing.T) {
 					return
 				}
 			}
-		}()
+		})
 	}
 	waitGroupWithin(t, &served, "client queries")
 	after := runtime.NumGoroutine()
@@ -252,11 +250,9 @@ func serveBackground(t *testing.T, ut *UpstreamTier, n int) *sync.WaitGroup {
 	t.Helper()
 	var served sync.WaitGroup
 	for range n {
-		served.Add(1)
-		go func() {
-			defer served.Done()
+		served.Go(func() {
 			serveRcode(t, ut, newClientQuery("www.example.org", dns.TypeA))
-		}()
+		})
 	}
 	return &served
 }

@@ -2,6 +2,7 @@ package upstreamtier
 
 import (
 	"crypto/tls"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -41,7 +42,7 @@ func (t *Tier) add(u *Upstream) {
 	t.listMu.Lock()
 	defer t.listMu.Unlock()
 	old := t.upstreams()
-	l := append(old[:len(old):len(old)], u) // a new array: readers keep theirs
+	l := append(slices.Clip(old), u) // a new array: readers keep theirs
 	t.list.Store(&l)
 }
 

@@ -221,8 +221,7 @@ func (ut *UpstreamTier) hedgeDone(hedge bool) {
 // fail answers SERVFAIL at once, with an Extended DNS Error that says why.
 func (ut *UpstreamTier) fail(ctx context.Context, w dns.ResponseWriter, q *query, code uint16, reason string, err error) (int, error) {
 	text := "upstreamtier: " + err.Error()
-	var aerr *attemptError
-	if errors.As(err, &aerr) {
+	if aerr, ok := errors.AsType[*attemptError](err); ok {
 		text = "upstreamtier: all tiers failed, last: " + aerr.public()
 	}
 	servfailCount.WithLabelValues(metrics.WithServer(ctx), reason).Inc()

@@ -1,6 +1,10 @@
 package upstreamtier
 
-import "github.com/coredns/coredns/plugin"
+import (
+	"slices"
+
+	"github.com/coredns/coredns/plugin"
+)
 
 // inside reports whether name is one of zones or below one.
 func inside(name string, zones []string) bool {
@@ -43,10 +47,5 @@ func outside(zones, within []string) string {
 
 // coversAny reports whether one of zones is zone or below it.
 func coversAny(zone string, zones []string) bool {
-	for _, z := range zones {
-		if plugin.Name(zone).Matches(z) {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(zones, plugin.Name(zone).Matches)
 }

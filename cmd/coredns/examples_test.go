@@ -17,7 +17,7 @@ func fencedBlocks(s string, opening ...string) []string {
 	var blocks []string
 	var cur []string
 	closing := ""
-	for _, line := range strings.Split(s, "\n") {
+	for line := range strings.SplitSeq(s, "\n") {
 		line = strings.TrimRight(line, " \t")
 		switch {
 		case closing == "":

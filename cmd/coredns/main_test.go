@@ -43,7 +43,7 @@ func coredns(t *testing.T, args ...string) string {
 func TestPluginsListed(t *testing.T) {
 	out := coredns(t, "-plugins")
 	listed := map[string]bool{}
-	for _, line := range strings.Split(out, "\n") {
+	for line := range strings.SplitSeq(out, "\n") {
 		listed[strings.TrimSpace(line)] = true
 	}
 	for _, name := range directives {

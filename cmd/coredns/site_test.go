@@ -31,7 +31,7 @@ func TestSiteCorefile(t *testing.T) {
 	var tiers, upstreams []string
 	excepts := map[string]string{}
 	current := ""
-	for _, line := range strings.Split(string(b), "\n") {
+	for line := range strings.SplitSeq(string(b), "\n") {
 		if strings.HasPrefix(strings.TrimSpace(line), "#") {
 			continue
 		}
@@ -54,7 +54,7 @@ func TestSiteCorefile(t *testing.T) {
 			t.Errorf("tier %s: except %q, want corp.example kept from it", tier, excepts[tier])
 		}
 	}
-	for _, u := range strings.Fields(upstreams[2]) {
+	for u := range strings.FieldsSeq(upstreams[2]) {
 		if !strings.HasPrefix(u, "tls://") || !strings.Contains(u, "%") {
 			t.Errorf("tier public: upstream %s, want tls://IP%%NAME (DoT, certificate name checked)", u)
 		}

@@ -463,7 +463,7 @@ func checkExpr(expr, legend string, known map[string]series, needFilters bool) (
 				errs = append(errs, fmt.Errorf("%s: selector {%s} does not filter %s", name, m[1], f))
 			}
 		}
-		for _, mt := range strings.Split(m[1], ",") {
+		for mt := range strings.SplitSeq(m[1], ",") {
 			if strings.TrimSpace(mt) == "" {
 				continue
 			}
@@ -485,7 +485,7 @@ func checkExpr(expr, legend string, known map[string]series, needFilters bool) (
 	}
 	var refs []string
 	for _, m := range grouping.FindAllStringSubmatch(expr, -1) {
-		for _, l := range strings.Split(m[1], ",") {
+		for l := range strings.SplitSeq(m[1], ",") {
 			if l = strings.TrimSpace(l); l != "" {
 				refs = append(refs, l)
 			}

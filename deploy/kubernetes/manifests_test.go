@@ -732,7 +732,7 @@ func TestDockerfile(t *testing.T) {
 		case "ENTRYPOINT":
 			entrypoint = in.args
 		case "EXPOSE":
-			for _, p := range strings.Fields(in.args) {
+			for p := range strings.FieldsSeq(in.args) {
 				if !strings.Contains(p, "/") {
 					p += "/tcp"
 				}

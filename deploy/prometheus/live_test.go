@@ -96,9 +96,7 @@ scrape_configs:
 	// find tier 1 silent, and give the rate panels something to show.
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	wg.Go(func() {
 		c := dns.Client{Timeout: 2 * time.Second}
 		for i := 0; ; i++ {
 			select {
@@ -110,7 +108,7 @@ scrape_configs:
 			m.SetQuestion(fmt.Sprintf("live%d.example.org.", i), dns.TypeA)
 			c.Exchange(m, demoDNS)
 		}
-	}()
+	})
 	defer func() { close(stop); wg.Wait() }()
 
 	p.wait("every upstream up, tier site serving, in Prometheus", func() bool {
