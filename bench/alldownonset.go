@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -307,12 +308,12 @@ func (b *bench) onsetTable(runs [][]*onsetRun, notes []string) string {
 				first = ms(st.firstAt) + " ms"
 				ede = "none"
 				if rec.hasEDE {
-					ede = fmt.Sprint(rec.ede)
+					ede = strconv.FormatUint(uint64(rec.ede), 10)
 				}
 			}
 			steady, slow := "never", "–"
 			if st.first >= 0 {
-				slow = fmt.Sprint(st.slowAfter)
+				slow = strconv.Itoa(st.slowAfter)
 			}
 			if st.steady {
 				steady = ms(st.steadyAt) + " ms"

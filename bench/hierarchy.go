@@ -295,13 +295,13 @@ func startHierNSD(workDir, logPath string, root bool) (*process, error) {
 		files["root.zone"], rootConf = rootZone, hierRootZone
 	}
 	for file, body := range files {
-		if err := os.WriteFile(filepath.Join(dir, file), []byte(body), 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, file), []byte(body), 0o600); err != nil {
 			return nil, err
 		}
 	}
 	return startDaemon("nsd", dir, logPath, func(port int) ([]string, error) {
 		path := filepath.Join(dir, "nsd.conf")
-		return []string{"-d", "-c", path}, os.WriteFile(path, []byte(fmt.Sprintf(hierNSDConf, dir, port, rootConf)), 0o644)
+		return []string{"-d", "-c", path}, os.WriteFile(path, []byte(fmt.Sprintf(hierNSDConf, dir, port, rootConf)), 0o600)
 	}, func(addr string) error { return askSOA(addr, loadZone, 10*time.Second) })
 }
 
@@ -329,7 +329,7 @@ func startHierUnboundOn(workDir, logPath, auth string, port int) (*process, erro
 		return nil, err
 	}
 	path := filepath.Join(dir, "unbound.conf")
-	if err := os.WriteFile(path, []byte(fmt.Sprintf(unboundConf, dir, port, hostAtPort(auth))), 0o644); err != nil {
+	if err := os.WriteFile(path, []byte(fmt.Sprintf(unboundConf, dir, port, hostAtPort(auth))), 0o600); err != nil {
 		return nil, err
 	}
 	log, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
@@ -479,7 +479,7 @@ func hierLastArrival(a *hierArrivals, start time.Time) (time.Duration, bool) {
 
 // hierOtherText renders counts by rcode, e.g. "SERVFAIL 12, REFUSED 3", "0" for none.
 func hierOtherText(other map[int8]int) string {
-	var out []string
+	out := make([]string, 0, len(other))
 	for rc, n := range other {
 		out = append(out, fmt.Sprintf("%s %d", dns.RcodeToString[int(rc)], n))
 	}
@@ -557,7 +557,7 @@ func (r *hierRun) early(j int) string {
 		if n++; n > earlyMax {
 			continue
 		}
-		var at []string
+		at := make([]string, 0, len(r.servers))
 		for k, a := range r.servers {
 			got := "–"
 			if t, ok := a.since(i, r.load.start); ok {
