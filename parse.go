@@ -173,7 +173,7 @@ func (p *parser) fromZones(args []string) error {
 // inServerBlock refuses a FROM zone that shares no name with the server
 // block's zones: CoreDNS never hands such a query to the block.
 func (p *parser) inServerBlock(from []string) error {
-	var block []string
+	block := make([]string, 0, len(p.c.ServerBlockKeys))
 	for _, k := range p.c.ServerBlockKeys {
 		block = append(block, plugin.Host(k).NormalizeExact()...)
 	}

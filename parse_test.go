@@ -690,8 +690,9 @@ func setupCheckTier(t *testing.T, tr *Tier, want setupTierWant) {
 	if tr.Name() != want.name {
 		t.Errorf("tier name = %q, want %q", tr.Name(), want.name)
 	}
-	var addrs []string
-	for _, u := range tr.upstreams() {
+	ups := tr.upstreams()
+	addrs := make([]string, 0, len(ups))
+	for _, u := range ups {
 		addrs = append(addrs, u.Addr())
 		if u.tier != tr {
 			t.Errorf("tier %q: upstream %s does not point back to its tier", want.name, u.Addr())
@@ -833,7 +834,7 @@ func setupRcodeNames(set map[int]bool) string {
 }
 
 func setupTierNames(tiers []*Tier) []string {
-	var names []string
+	names := make([]string, 0, len(tiers))
 	for _, t := range tiers {
 		names = append(names, t.Name())
 	}

@@ -148,7 +148,7 @@ func (b *bench) steadyTable(sc faultScenario, runs []*faultRun, about string) st
 	fmt.Fprintf(&s, "%v at the fixed rate per forwarder and transport; latencies in ms.%s\n\n", b.pernameDur, about)
 	s.WriteString("| forwarder | send qps | sent | lost | SERVFAIL | wrong | tier 1 | tier 2 | p50 | p99 | max |\n")
 	s.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
-	var notes []string
+	notes := make([]string, 0, len(runs))
 	for _, r := range runs {
 		st := statsWhere(r.load.records, func(int, *record) bool { return true }, b.timeout)
 		fmt.Fprintf(&s, "| %s | %.0f | %d | %d | %d | %d | %d | %d | %s | %s | %s |\n", r.forwarder, r.load.sendRate(),

@@ -114,7 +114,7 @@ func rcodeCell(counts map[int]int) string {
 		}
 		return a - b
 	})
-	var out []string
+	out := make([]string, 0, len(rcs))
 	for _, rc := range rcs {
 		name := dns.RcodeToString[rc]
 		switch {

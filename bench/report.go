@@ -116,7 +116,7 @@ func otherRcodes(recs []record, timeout time.Duration) string {
 			counts[r.rcode]++
 		}
 	}
-	var out []string
+	out := make([]string, 0, len(counts))
 	for rc, n := range counts {
 		out = append(out, fmt.Sprintf("%s %d", dns.RcodeToString[int(rc)], n))
 	}
@@ -137,7 +137,7 @@ func faultTable(sc faultScenario, tm timing, runs []*faultRun, timeout time.Dura
 	fmt.Fprintf(&b, "Phases %v / %v / %v; each cell is before / during / after the fault; latencies in ms.\n\n", tm.before, tm.fault, tm.after)
 	b.WriteString("| forwarder | send qps | sent | lost | SERVFAIL | wrong | tier 1 | tier 2 | p50 | p99 | max | failover | failback |\n")
 	b.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
-	var notes []string
+	notes := make([]string, 0, len(runs))
 	for _, r := range runs {
 		recs := r.load.records
 		end := time.Duration(recs[len(recs)-1].sent) + 1

@@ -8,7 +8,7 @@ import (
 )
 
 func TestRoundOrderAlternates(t *testing.T) {
-	var turns []int
+	turns := make([]int, 0, 4*3)
 	for k := range 4 {
 		turns = append(turns, roundOrder(k, 3)...)
 	}

@@ -50,8 +50,9 @@ func register(sc scenario) { registered = append(registered, sc) }
 
 // scenarioNames returns the names of every scenario, in run order.
 func scenarioNames() []string {
-	var names []string
-	for _, sc := range scenarios() {
+	all := scenarios()
+	names := make([]string, 0, len(all))
+	for _, sc := range all {
 		names = append(names, sc.name())
 	}
 	return names

@@ -128,7 +128,7 @@ func (b *bench) cycles(us []usage) []usageSummary {
 
 // cycleNote lists r's peak goroutines and RSS per flap cycle.
 func (b *bench) cycleNote(r *soakRun) string {
-	var gs, rs []string
+	gs, rs := make([]string, 0, len(r.cycles)), make([]string, 0, len(r.cycles))
 	for _, c := range r.cycles {
 		gs = append(gs, fmt.Sprint(c.gMax))
 		rs = append(rs, mib(c.rMax))

@@ -61,7 +61,7 @@ func (r *Responder) Queries() int64 { return r.queries.Load() }
 
 // Close stops answering and waits until every port is closed.
 func (r *Responder) Close() error {
-	var errs []error
+	errs := make([]error, 0, len(r.conns))
 	for _, c := range r.conns {
 		errs = append(errs, c.Close())
 	}

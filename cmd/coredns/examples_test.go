@@ -56,7 +56,7 @@ func docFiles(t *testing.T) []docFile {
 		t.Fatal(err)
 	}
 	names = append([]string{"../../README.md"}, names...)
-	var files []docFile
+	files := make([]docFile, 0, len(names))
 	for _, name := range names {
 		b, err := os.ReadFile(name)
 		if err != nil {

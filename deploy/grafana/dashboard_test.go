@@ -79,8 +79,9 @@ func definedMetrics(t *testing.T) map[string]metricDef {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var textNames []string
-	for _, m := range nameField.FindAllSubmatch(src, -1) {
+	fields := nameField.FindAllSubmatch(src, -1)
+	textNames := make([]string, 0, len(fields))
+	for _, m := range fields {
 		textNames = append(textNames, prefix+string(m[1]))
 	}
 	if len(textNames) == 0 {
@@ -291,7 +292,7 @@ func loadDashboard(t *testing.T) dashboard {
 
 // flatten returns the panels with the panels of collapsed rows.
 func flatten(ps []panel) []panel {
-	var out []panel
+	out := make([]panel, 0, len(ps))
 	for _, p := range ps {
 		out = append(out, p)
 		out = append(out, flatten(p.Panels)...)

@@ -176,7 +176,7 @@ func TestRulesComplete(t *testing.T) {
 		t.Fatal(err)
 	}
 	tests := unitTests(t)
-	var names []string
+	names := make([]string, 0, len(rules))
 	for _, r := range rules {
 		if !strings.HasPrefix(r.Alert, "Upstreamtier") || slices.Contains(names, r.Alert) {
 			t.Errorf("alert %q: want a unique name starting with Upstreamtier", r.Alert)

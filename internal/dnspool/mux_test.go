@@ -293,7 +293,7 @@ func TestMuxCloseEndsWaits(t *testing.T) {
 	up.SetMode(faultdns.Blackhole)
 	m := NewMux(up.Addr(), Options{})
 	wire := queryFor(t, "www.example.org")
-	var calls []*Call
+	calls := make([]*Call, 0, 6)
 	for range 6 {
 		c, err := m.Send(context.Background(), wire, 1232, time.Now().Add(hangGuard))
 		if err != nil {

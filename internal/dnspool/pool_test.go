@@ -214,7 +214,7 @@ func sendAtOnce(t *testing.T, pool *Pool, n int) {
 	t.Helper()
 	_, wire := query(t)
 	deadline := time.Now().Add(time.Minute)
-	var conns []*Conn
+	conns := make([]*Conn, 0, n)
 	for range n {
 		c, err := pool.Send(context.Background(), wire, 1232, deadline)
 		if err != nil {
