@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -238,7 +239,7 @@ func (p *process) stop() {
 
 // cpuTime returns the user+system CPU time the process has used so far.
 func (p *process) cpuTime() (time.Duration, error) {
-	return procCPU(fmt.Sprint(p.cmd.Process.Pid))
+	return procCPU(strconv.Itoa(p.cmd.Process.Pid))
 }
 
 // procCPU returns the user+system CPU time of /proc/PID, all its threads included.

@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -93,7 +94,7 @@ func (b *bench) runOverload(f forwarder) (*overloadRun, error) {
 func (b *bench) flood(p *process, run *overloadRun) error {
 	if _, err := exec.LookPath("dnsperf"); err == nil {
 		run.tool = "dnsperf"
-		out, err := b.runDnsperf(p, b.overload, "-c", fmt.Sprint(floodClients), "-q", fmt.Sprint(floodOutstanding))
+		out, err := b.runDnsperf(p, b.overload, "-c", strconv.Itoa(floodClients), "-q", strconv.Itoa(floodOutstanding))
 		if err != nil {
 			return err
 		}
@@ -130,7 +131,7 @@ func (b *bench) overloadTable(runs []*overloadRun) string {
 	for _, r := range runs {
 		limit := "–"
 		if r.limit > 0 {
-			limit = fmt.Sprint(r.limit)
+			limit = strconv.Itoa(r.limit)
 		}
 		verdict := "GROWING"
 		if r.bounded() {

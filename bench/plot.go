@@ -7,6 +7,7 @@ import (
 	"image/png"
 	"math"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/miekg/dns"
@@ -145,7 +146,7 @@ func panel(img *image.RGBA, y int, r *faultRun, span, timeout time.Duration) {
 		tx := xOf(t)
 		fillRect(img, tx, top, 1, panelPlot, colGrid)
 		fillRect(img, tx, bottom, 1, 6, colAxis)
-		label := fmt.Sprint(int(t.Seconds()))
+		label := strconv.Itoa(int(t.Seconds()))
 		drawText(img, tx-textWidth(label, textScale)/2, bottom+10, label, textScale, colAxis)
 	}
 	fillRect(img, x0, bottom, x1-x0, 1, colAxis)

@@ -5,6 +5,7 @@ import (
 	"math"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -150,7 +151,7 @@ func faultTable(sc faultScenario, tm timing, runs []*faultRun, timeout time.Dura
 			return f(ph[0]) + " / " + f(ph[1]) + " / " + f(ph[2])
 		}
 		count := func(f func(phaseStats) int) string {
-			return cells(func(s phaseStats) string { return fmt.Sprint(f(s)) })
+			return cells(func(s phaseStats) string { return strconv.Itoa(f(s)) })
 		}
 		lat := func(f func(phaseStats) time.Duration) string {
 			return cells(func(s phaseStats) string { return ms(f(s)) })

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -130,7 +131,7 @@ func (b *bench) cycles(us []usage) []usageSummary {
 func (b *bench) cycleNote(r *soakRun) string {
 	gs, rs := make([]string, 0, len(r.cycles)), make([]string, 0, len(r.cycles))
 	for _, c := range r.cycles {
-		gs = append(gs, fmt.Sprint(c.gMax))
+		gs = append(gs, strconv.Itoa(c.gMax))
 		rs = append(rs, mib(c.rMax))
 	}
 	return fmt.Sprintf("%s: peaks per %v cycle: goroutines %s; RSS MiB %s", r.forwarder, 2*b.flap, strings.Join(gs, ", "), strings.Join(rs, ", "))
