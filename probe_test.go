@@ -31,7 +31,7 @@ func failProbeName(t *testing.T, s *faultdns.Server, m faultdns.Mode) {
 }
 
 // probesOf returns how many probes of kind went to s with the result.
-func probesOf(ut *UpstreamTier, tier string, s *faultdns.Server, kind, result string) float64 {
+func probesOf(tier string, s *faultdns.Server, kind, result string) float64 {
 	return testutil.ToFloat64(probeCount.WithLabelValues("", tier, s.Addr(), kind, result))
 }
 
@@ -139,7 +139,7 @@ func TestFailsEveryNameGoesDown(t *testing.T) {
 				expectChange(t, changes, up[0], false)
 
 				probes := up[0].Queries()
-				downProbes := probesOf(ut, "site", up[0], probeDown, "fail") + probesOf(ut, "site", up[0], probeDown, "ok")
+				downProbes := probesOf("site", up[0], probeDown, "fail") + probesOf("site", up[0], probeDown, "ok")
 				for range 20 {
 					q := newClientQuery(name(), dns.TypeA)
 					m, _ := serve(t, ut, q, true)
@@ -147,7 +147,7 @@ func TestFailsEveryNameGoesDown(t *testing.T) {
 				}
 				// What reached tier 1 since are probes, and one more may be
 				// on its way, received and not yet counted as a probe.
-				if got := probesOf(ut, "site", up[0], probeDown, "fail") + probesOf(ut, "site", up[0], probeDown, "ok") - downProbes; float64(up[0].Queries()-probes) > got+1 {
+				if got := probesOf("site", up[0], probeDown, "fail") + probesOf("site", up[0], probeDown, "ok") - downProbes; float64(up[0].Queries()-probes) > got+1 {
 					t.Errorf("tier 1 got %d queries after it went down, %v of them probes", up[0].Queries()-probes, got)
 				}
 				up[0].SetMode(faultdns.OK)

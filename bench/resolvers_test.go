@@ -167,7 +167,8 @@ func TestThirdTierConfig(t *testing.T) {
 				t.Errorf("%s: config lacks %q:\n%s", f.name, w, text)
 			}
 		}
-		if f.name == "dnsmasq" && !(strings.Index(text, "#1") < strings.Index(text, "#2") && strings.Index(text, "#2") < strings.Index(text, "#3")) {
+		first, second, third := strings.Index(text, "#1"), strings.Index(text, "#2"), strings.Index(text, "#3")
+		if inOrder := first < second && second < third; f.name == "dnsmasq" && !inOrder {
 			t.Errorf("dnsmasq: --strict-order needs the servers in tier order: %s", text)
 		}
 		// Without t3 the config is the two-tier one every other scenario uses.

@@ -36,7 +36,7 @@ func TestUnpackAnswerAsUnpack(t *testing.T) {
 			m.Rcode = dns.RcodeNameError
 			m.Ns = []dns.RR{rr("example.org. 60 IN SOA ns. host. 1 2 3 4 5")}
 		},
-		"no records": func(m *dns.Msg) {},
+		"no records": func(*dns.Msg) {},
 		"AAAA": func(m *dns.Msg) {
 			m.Compress = true
 			m.Answer = []dns.RR{rr("www.example.org. 60 IN AAAA 2001:db8::1")}
