@@ -42,9 +42,9 @@ func (r *random) Start(n int) (first, step int) {
 	if n <= 1 {
 		return 0, 1
 	}
-	first = rand.IntN(n)
+	first = rand.IntN(n) //nolint:gosec // G404: spreads load, guards no secret
 	for {
-		step = 1 + rand.IntN(n-1)
+		step = 1 + rand.IntN(n-1) //nolint:gosec // G404: spreads load, guards no secret
 		if gcd(step, n) == 1 {
 			return first, step
 		}
@@ -59,7 +59,7 @@ type roundRobin struct {
 func (r *roundRobin) String() string { return "round_robin" }
 
 func (r *roundRobin) Start(n int) (first, step int) {
-	return int(r.robin.Add(1) % uint32(n)), 1 // #nosec G115 -- a tier has few upstreams
+	return int(r.robin.Add(1) % uint32(n)), 1 //nolint:gosec // G115: a tier has few upstreams
 }
 
 // sequential always tries the upstreams in the order written.

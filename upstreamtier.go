@@ -251,7 +251,7 @@ func errorAnswer(state request.Request, rcode int, code uint16, text string) *dn
 	m := new(dns.Msg)
 	m.SetRcode(state.Req, rcode)
 	if opt := state.Req.IsEdns0(); opt != nil {
-		m.SetEdns0(uint16(state.Size()), opt.Do()) // #nosec G115 -- Size is at most 65535
+		m.SetEdns0(uint16(state.Size()), opt.Do()) //nolint:gosec // G115: Size is at most 65535
 		ede := &dns.EDNS0_EDE{InfoCode: code, ExtraText: text}
 		m.IsEdns0().Option = append(m.IsEdns0().Option, ede)
 	}

@@ -17,7 +17,7 @@ const brokenZone = "broken" + nameSuffix
 // than every fifth query, and every run sends the same ones.
 func isBroken(i int, share float64) bool {
 	// splitmix64's finaliser: consecutive indexes give unrelated bits.
-	x := uint64(i) + 0x9e3779b97f4a7c15 // #nosec G115 -- query indexes are not negative
+	x := uint64(i) + 0x9e3779b97f4a7c15 //nolint:gosec // G115: query indexes are not negative
 	x = (x ^ x>>30) * 0xbf58476d1ce4e5b9
 	x = (x ^ x>>27) * 0x94d049bb133111eb
 	x ^= x >> 31

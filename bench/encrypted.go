@@ -106,7 +106,7 @@ func encUpstream(bin string, blocks []string, ip string) forwarder {
 	return forwarder{name: "encserver", bin: bin, args: func(dir string, c conf) ([]string, error) {
 		path := filepath.Join(dir, "Corefile")
 		body := fmt.Sprintf(".:%d {\n    bind 127.0.0.1\n    %s\n}\n", c.port, fmt.Sprintf(encAnswer, ip)) + strings.Join(blocks, "")
-		return []string{"-conf", path, "-quiet"}, os.WriteFile(path, []byte(body), 0o644)
+		return []string{"-conf", path, "-quiet"}, os.WriteFile(path, []byte(body), 0o600)
 	}}
 }
 

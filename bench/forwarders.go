@@ -125,7 +125,7 @@ func forwarders(coredns string) []forwarder {
 			if c.t3 != "" {
 				body += fmt.Sprintf(dnsdistTier3, c.t3)
 			}
-			return []string{"--supervised", "--disable-syslog", "-C", path}, os.WriteFile(path, []byte(body), 0o644)
+			return []string{"--supervised", "--disable-syslog", "-C", path}, os.WriteFile(path, []byte(body), 0o600)
 		}},
 		{name: "dnsmasq", bin: "dnsmasq", args: func(_ string, c conf) ([]string, error) {
 			args := []string{
@@ -147,7 +147,7 @@ func forwarders(coredns string) []forwarder {
 func writeCorefile(dir string, c conf, stanza string) ([]string, error) {
 	path := filepath.Join(dir, "Corefile")
 	body := fmt.Sprintf(corefile, c.port, c.metricsPort, stanza)
-	return []string{"-conf", path, "-quiet"}, os.WriteFile(path, []byte(body), 0o644)
+	return []string{"-conf", path, "-quiet"}, os.WriteFile(path, []byte(body), 0o600)
 }
 
 // fixedCoreDNS is the coredns binary serving a stanza that names its own upstreams, if any:
@@ -202,7 +202,7 @@ func (f forwarder) start(workDir, logPath, t1, t2 string) (*process, error) {
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(f.bin, args...)
+	cmd := exec.Command(f.bin, args...) //nolint:gosec // G204: the forwarder binaries are the benchmark's own, named by its flags
 	cmd.Dir = dir
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // never outlive the benchmark
@@ -268,7 +268,7 @@ func procCPU(pid string) (time.Duration, error) {
 func freePort() (int, error) {
 	lo := ephemeralLow()
 	for range 50 {
-		port := 10000 + rand.IntN(lo-10000)
+		port := 10000 + rand.IntN(lo-10000) //nolint:gosec // G404: a port to try, no secret
 		u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
 		if err != nil {
 			continue

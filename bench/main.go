@@ -132,7 +132,7 @@ func (b *bench) main(scenarios, which []string, coredns string) error {
 	}
 
 	doc := "# upstreamtier benchmark results\n\n" + b.machineNotes(picked, fws, skipped, started, load0) + "\n" + strings.Join(sections, "\n")
-	return os.WriteFile(filepath.Join(b.out, "results.md"), []byte(doc), 0o644)
+	return os.WriteFile(filepath.Join(b.out, "results.md"), []byte(doc), 0o644) //nolint:gosec // G306: the report is for anyone to read, as the repository's files are
 }
 
 // corednsBinary returns the coredns binary to use, building ./cmd/coredns once when none is given.
@@ -184,7 +184,7 @@ func version(f forwarder) string {
 	if f.coredns {
 		flag = "-version"
 	}
-	out, _ := exec.Command(f.bin, flag).CombinedOutput()
+	out, _ := exec.Command(f.bin, flag).CombinedOutput() //nolint:gosec // G204: the forwarder binaries are the benchmark's own, named by its flags
 	line, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
 	return line
 }

@@ -67,13 +67,13 @@ func startNSD(workDir, logPath string) (*process, error) {
 		return nil, err
 	}
 	for file, body := range map[string]string{"root.zone": rootZone, "load.zone": loadZoneFile} {
-		if err := os.WriteFile(filepath.Join(dir, file), []byte(body), 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, file), []byte(body), 0o600); err != nil {
 			return nil, err
 		}
 	}
 	return startDaemon("nsd", dir, logPath, func(port int) ([]string, error) {
 		path := filepath.Join(dir, "nsd.conf")
-		return []string{"-d", "-c", path}, os.WriteFile(path, []byte(fmt.Sprintf(nsdConf, dir, port)), 0o644)
+		return []string{"-d", "-c", path}, os.WriteFile(path, []byte(fmt.Sprintf(nsdConf, dir, port)), 0o600)
 	}, func(addr string) error { return askSOA(addr, loadZone, 10*time.Second) })
 }
 

@@ -243,7 +243,7 @@ func readTCPMsg(c io.Reader) ([]byte, error) {
 
 // writeTCPMsg writes m with its length prefix in one write.
 func writeTCPMsg(c io.Writer, m []byte) error {
-	out := binary.BigEndian.AppendUint16(make([]byte, 0, 2+len(m)), uint16(len(m))) // #nosec G115 -- DNS messages fit 16 bits
+	out := binary.BigEndian.AppendUint16(make([]byte, 0, 2+len(m)), uint16(len(m))) //nolint:gosec // G115: DNS messages fit 16 bits
 	_, err := c.Write(append(out, m...))
 	return err
 }

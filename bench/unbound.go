@@ -68,7 +68,7 @@ func startUnbound(workDir, logPath, auth string) (*process, error) {
 	return startDaemon("unbound", dir, logPath, func(port int) ([]string, error) {
 		path := filepath.Join(dir, "unbound.conf")
 		body := fmt.Sprintf(unboundConf, dir, port, hostAtPort(auth))
-		return []string{"-d", "-c", path}, os.WriteFile(path, []byte(body), 0o644)
+		return []string{"-d", "-c", path}, os.WriteFile(path, []byte(body), 0o600)
 	}, func(addr string) error { return probe(addr, 10*time.Second) })
 }
 

@@ -82,7 +82,7 @@ const (
 // client takes answers of size bytes over UDP.
 func (c *Conn) prepare(id uint16, size int) {
 	c.id, c.size, c.spoiled = id, max(size, dns.MinMsgSize), false
-	c.UDPSize = uint16(c.size)
+	c.UDPSize = uint16(c.size) //nolint:gosec // G115: size is a client's EDNS buffer size, 16 bits on the wire
 }
 
 // waitDial waits for the connection's dial, at once over for a pooled

@@ -388,7 +388,7 @@ func (s *Server) serveConn(c net.Conn) {
 			continue
 		}
 		// One Write per framed reply: concurrent Writes on a net.Conn do not interleave.
-		out = append(binary.BigEndian.AppendUint16(make([]byte, 0, 2+len(out)), uint16(len(out))), out...)
+		out = append(binary.BigEndian.AppendUint16(make([]byte, 0, 2+len(out)), uint16(len(out))), out...) //nolint:gosec // G115: DNS messages fit 16 bits
 		if delay == 0 {
 			c.Write(out)
 			continue
