@@ -32,7 +32,10 @@ func BenchmarkServeDNS(b *testing.B) {
 	up := startResponder(b, 1).Addrs()[0]
 
 	b.Run("upstreamtier", func(b *testing.B) {
-		ut := newPlugin(b, fmt.Sprintf("upstreamtier {\n tier site %s\n tier isp 127.0.0.1:1\n}", up))
+		ut := newPlugin(b, fmt.Sprintf(`upstreamtier {
+			tier site %s
+			tier isp 127.0.0.1:1
+		}`, up))
 		benchmarkHandler(b, ut)
 	})
 	b.Run("forward", func(b *testing.B) {

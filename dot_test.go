@@ -110,9 +110,14 @@ func TestDoT(t *testing.T) {
 		verified bool   // whether the DoT upstream's answer must be accepted
 	}{
 		{"verified with CA", valid, "tier dot tls://%[1]s {\n tls %[2]s\n tls_servername " + dotServerName + "\n }", true},
-		{"server name in TO", valid, "tier dot tls://%[1]s {\n tls %[2]s\n }", true},
+		{"server name in TO", valid, `tier dot tls://%[1]s {
+			tls %[2]s
+		}`, true},
 		{"unknown CA", valid, "tier dot tls://%[1]s {\n tls_servername " + dotServerName + "\n }", false},
-		{"wrong server name", valid, "tier dot tls://%[1]s {\n tls %[2]s\n tls_servername wrong.example\n }", false},
+		{"wrong server name", valid, `tier dot tls://%[1]s {
+			tls %[2]s
+			tls_servername wrong.example
+		}`, false},
 		{"expired certificate", expired, "tier dot tls://%[1]s {\n tls %[2]s\n tls_servername " + dotServerName + "\n }", false},
 	}
 	for _, tc := range tests {
@@ -149,7 +154,14 @@ func TestDoT(t *testing.T) {
 func TestDoTTruncatedPreferUDP(t *testing.T) {
 	addr, caFile := startDoT(t, time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
 	plain := startUpstreams(t, 1)[0]
-	ut := newPlugin(t, fmt.Sprintf("upstreamtier {\n tier dot tls://%s %%s {\n tls %s\n tls_servername %s\n prefer_udp\n policy sequential\n }\n}", addr, caFile, dotServerName), plain)
+	ut := newPlugin(t, fmt.Sprintf(`upstreamtier {
+		tier dot tls://%s %%s {
+			tls %s
+			tls_servername %s
+			prefer_udp
+			policy sequential
+		}
+	}`, addr, caFile, dotServerName), plain)
 	q := newClientQuery("tc.example.org", dns.TypeA)
 	m, err := serve(t, ut, q, false)
 	if err != nil {

@@ -26,7 +26,12 @@ func BenchmarkServeDNSDoT(b *testing.B) {
 	}{
 		{"upstreamtier", func(b *testing.B) plugin.Handler {
 			b.Helper()
-			return newPlugin(b, fmt.Sprintf("upstreamtier {\n tier site tls://%s {\n tls %s\n tls_servername %s\n }\n}", addr, ca, dotServerName))
+			return newPlugin(b, fmt.Sprintf(`upstreamtier {
+				tier site tls://%s {
+					tls %s
+					tls_servername %s
+				}
+			}`, addr, ca, dotServerName))
 		}},
 		{"forward", func(b *testing.B) plugin.Handler {
 			b.Helper()

@@ -61,7 +61,13 @@ func TestBrokenDomainKeepsUpstreamUp(t *testing.T) {
 // are forwarded never move health, even when every answer fails.
 func TestClientChosenTypesNeverMoveHealth(t *testing.T) {
 	up := startUpstreams(t, 2)
-	ut := newPlugin(t, "upstreamtier {\n tier site %s\n tier isp %s\n fall 1\n health_check 10ms\n attempt_timeout 200ms\n}", up...)
+	ut := newPlugin(t, `upstreamtier {
+		tier site %s
+		tier isp %s
+		fall 1
+		health_check 10ms
+		attempt_timeout 200ms
+	}`, up...)
 	changes := watch(t, ut)
 
 	local := map[uint16]int{
@@ -123,7 +129,14 @@ func TestAllServfailGoesDown(t *testing.T) {
 // query needs it; failover then skips it.
 func TestDeadStandbyKnownBeforeFailover(t *testing.T) {
 	up := startUpstreams(t, 3)
-	ut := newPlugin(t, "upstreamtier {\n tier site %s\n tier isp %s\n tier public %s\n health_check 10ms\n attempt_timeout 200ms\n fall 2\n}", up...)
+	ut := newPlugin(t, `upstreamtier {
+		tier site %s
+		tier isp %s
+		tier public %s
+		health_check 10ms
+		attempt_timeout 200ms
+		fall 2
+	}`, up...)
 	changes := watch(t, ut)
 	up[1].SetMode(faultdns.Closed)
 	ut.startProbing()
@@ -145,7 +158,13 @@ func TestDeadStandbyKnownBeforeFailover(t *testing.T) {
 // client is getting SERVFAIL meanwhile, so rise is not waited for.
 func TestAllDownFailsBackOnOneProbe(t *testing.T) {
 	up := startUpstreams(t, 2)
-	ut := newPlugin(t, "upstreamtier {\n tier ad1 %s\n tier ad2 %s\n fall 1\n rise 5\n health_check 10ms\n}", up...)
+	ut := newPlugin(t, `upstreamtier {
+		tier ad1 %s
+		tier ad2 %s
+		fall 1
+		rise 5
+		health_check 10ms
+	}`, up...)
 	changes := watch(t, ut)
 	for _, s := range up {
 		s.SetMode(faultdns.Closed)
@@ -199,7 +218,12 @@ func TestFailoverMemory(t *testing.T) {
 // every tier failed the name, tier 1 is asked again.
 func TestFailoverMemoryNeverStrandsAName(t *testing.T) {
 	up := startUpstreams(t, 2)
-	ut := newPlugin(t, "upstreamtier {\n tier st1 %s\n tier st2 %s\n fall 100\n failover_memory 1h\n}", up...)
+	ut := newPlugin(t, `upstreamtier {
+		tier st1 %s
+		tier st2 %s
+		fall 100
+		failover_memory 1h
+	}`, up...)
 	for _, s := range up {
 		s.SetRules(faultdns.Rule{Zone: "bogus.test", Mode: faultdns.ServFail})
 	}
@@ -254,7 +278,13 @@ func TestFailoverMemoryEntries(t *testing.T) {
 // would be a SERVFAIL. fall 100 keeps the upstream up throughout.
 func TestSilentUpstreamLeftForNextTier(t *testing.T) {
 	up := startUpstreams(t, 2)
-	ut := newPlugin(t, "upstreamtier {\n tier site %s\n tier isp %s\n timeout 3s\n attempt_timeout 3s\n fall 100\n}", up...)
+	ut := newPlugin(t, `upstreamtier {
+		tier site %s
+		tier isp %s
+		timeout 3s
+		attempt_timeout 3s
+		fall 100
+	}`, up...)
 	q := newClientQuery("primed.example.org", dns.TypeA)
 	m, _ := serve(t, ut, q, false)
 	expectFrom(t, q, m, up[0])

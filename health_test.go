@@ -190,7 +190,12 @@ func TestFallCountsConsecutiveFailures(t *testing.T) {
 // sending anything upstream.
 func TestAllDownServfail(t *testing.T) {
 	up := startUpstreams(t, 2)
-	ut := newPlugin(t, "upstreamtier {\n tier site %s\n tier isp %s\n fall 1\n health_check 1m\n}", up...)
+	ut := newPlugin(t, `upstreamtier {
+		tier site %s
+		tier isp %s
+		fall 1
+		health_check 1m
+	}`, up...)
 	changes := watch(t, ut)
 	for _, s := range up {
 		s.SetMode(faultdns.Refused)
@@ -214,7 +219,13 @@ func TestAllDownServfail(t *testing.T) {
 // all_down try gives the upstream that went down last one try.
 func TestAllDownTry(t *testing.T) {
 	up := startUpstreams(t, 2)
-	ut := newPlugin(t, "upstreamtier {\n tier site %s\n tier isp %s\n fall 1\n health_check 1m\n all_down try\n}", up...)
+	ut := newPlugin(t, `upstreamtier {
+		tier site %s
+		tier isp %s
+		fall 1
+		health_check 1m
+		all_down try
+	}`, up...)
 	changes := watch(t, ut)
 	up[0].SetMode(faultdns.Refused)
 	serve(t, ut, newClientQuery("www.example.org", dns.TypeA), false)
@@ -238,7 +249,13 @@ func TestAllDownTry(t *testing.T) {
 // taking traffic back at every blip.
 func TestFlappingBacksOff(t *testing.T) {
 	up := startUpstreams(t, 2)
-	ut := newPlugin(t, "upstreamtier {\n tier site %s\n tier isp %s\n fall 1\n rise 1\n health_check 10ms\n}", up...)
+	ut := newPlugin(t, `upstreamtier {
+		tier site %s
+		tier isp %s
+		fall 1
+		rise 1
+		health_check 10ms
+	}`, up...)
 	changes := watch(t, ut)
 	u := ut.tiers[0].upstreams()[0]
 	name := names()
@@ -260,7 +277,12 @@ func TestFlappingBacksOff(t *testing.T) {
 // Shutdown ends the probes of down upstreams.
 func TestShutdownStopsProbes(t *testing.T) {
 	up := startUpstreams(t, 2)
-	ut := newPlugin(t, "upstreamtier {\n tier site %s\n tier isp %s\n fall 1\n health_check 10ms\n}", up...)
+	ut := newPlugin(t, `upstreamtier {
+		tier site %s
+		tier isp %s
+		fall 1
+		health_check 10ms
+	}`, up...)
 	changes := watch(t, ut)
 	up[0].SetMode(faultdns.Blackhole)
 	serve(t, ut, newClientQuery("www.example.org", dns.TypeA), false)
@@ -278,7 +300,13 @@ func TestShutdownStopsProbes(t *testing.T) {
 // since the attempt started: it is alive, only busy or dropping a few.
 func TestTimeoutOfLiveUpstreamNotCounted(t *testing.T) {
 	up := startUpstreams(t, 2)
-	ut := newPlugin(t, "upstreamtier {\n tier site %s\n tier isp %s\n fall 2\n hedge off\n attempt_timeout 1s\n}", up...)
+	ut := newPlugin(t, `upstreamtier {
+		tier site %s
+		tier isp %s
+		fall 2
+		hedge off
+		attempt_timeout 1s
+	}`, up...)
 	changes := watch(t, ut)
 
 	up[0].SetMode(faultdns.Slow)

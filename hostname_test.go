@@ -90,7 +90,10 @@ func startUpstreamsOnePort(t *testing.T, ips ...string) ([]*faultdns.Server, int
 func TestHostNameFollowsAddressChange(t *testing.T) {
 	up, port := startUpstreamsOnePort(t, "127.0.0.2", "127.0.0.3")
 	auth := startAuth(t, net.ParseIP("127.0.0.2"))
-	ut := newPlugin(t, fmt.Sprintf("upstreamtier {\n tier site dns.test:%d\n resolver %s\n}", port, auth.addr))
+	ut := newPlugin(t, fmt.Sprintf(`upstreamtier {
+		tier site dns.test:%d
+		resolver %s
+	}`, port, auth.addr))
 	ut.startProbing()
 
 	q := newClientQuery("www.example.org", dns.TypeA)
@@ -133,7 +136,10 @@ func TestHostNameFollowsAddressChange(t *testing.T) {
 func TestHostNameKeepsAddressesWhenLookupFails(t *testing.T) {
 	up, port := startUpstreamsOnePort(t, "127.0.0.4")
 	auth := startAuth(t, net.ParseIP("127.0.0.4"))
-	ut := newPlugin(t, fmt.Sprintf("upstreamtier {\n tier site dns.test:%d\n resolver %s\n}", port, auth.addr))
+	ut := newPlugin(t, fmt.Sprintf(`upstreamtier {
+		tier site dns.test:%d
+		resolver %s
+	}`, port, auth.addr))
 	ut.state.server = "dns://hostname-test"
 	auth.rcode.Store(dns.RcodeServerFailure)
 	ut.startProbing()
@@ -161,8 +167,16 @@ func TestHostNameStartupErrors(t *testing.T) {
 	tests := []struct {
 		stanza, want string
 	}{
-		{"upstreamtier {\n tier site 127.0.0.1:1\n tier isp nowhere.test\n resolver %s\n}", "Testfile:3 - Error during parsing: tier \"isp\": host name nowhere.test. does not resolve: NXDOMAIN"},
-		{"upstreamtier {\n tier site 127.0.0.5\n tier isp dns.test\n resolver %s\n}", "Testfile:3 - Error during parsing: tier \"isp\": host name dns.test. resolves to 127.0.0.5, already an upstream of tier \"site\""},
+		{`upstreamtier {
+			tier site 127.0.0.1:1
+			tier isp nowhere.test
+			resolver %s
+		}`, "Testfile:3 - Error during parsing: tier \"isp\": host name nowhere.test. does not resolve: NXDOMAIN"},
+		{`upstreamtier {
+			tier site 127.0.0.5
+			tier isp dns.test
+			resolver %s
+		}`, "Testfile:3 - Error during parsing: tier \"isp\": host name dns.test. resolves to 127.0.0.5, already an upstream of tier \"site\""},
 	}
 	for _, tc := range tests {
 		c := caddy.NewTestController("dns", fmt.Sprintf(tc.stanza, auth.addr))

@@ -50,7 +50,9 @@ func BenchmarkConfigSize(b *testing.B) {
 func BenchmarkServeDNSParallel(b *testing.B) {
 	up := startUpstreams(b, 1)
 	b.Run("upstreamtier", func(b *testing.B) {
-		ut := newPlugin(b, "upstreamtier {\n tier site %s\n}", up...)
+		ut := newPlugin(b, `upstreamtier {
+			tier site %s
+		}`, up...)
 		pool := ut.tiers[0].upstreams()[0].link.(interface{ Dials() int64 })
 		before := pool.Dials()
 		benchmarkParallel(b, ut)

@@ -17,7 +17,12 @@ func TestNextRcodeAndNodata(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	ut := newPlugin(t, "upstreamtier {\n tier site %s\n tier isp %s\n next NXDOMAIN SERVFAIL\n next_on_nodata\n}", up...)
+	ut := newPlugin(t, `upstreamtier {
+		tier site %s
+		tier isp %s
+		next NXDOMAIN SERVFAIL
+		next_on_nodata
+	}`, up...)
 	tests := []struct {
 		name  string
 		qtype uint16
@@ -53,7 +58,10 @@ func TestNextWithoutNextPlugin(t *testing.T) {
 	if err := up[0].SetRules(faultdns.Rule{Zone: "nx.example.org", Mode: faultdns.NXDomain}); err != nil {
 		t.Fatal(err)
 	}
-	ut := newPlugin(t, "upstreamtier {\n tier site %s\n next NXDOMAIN\n}", up...)
+	ut := newPlugin(t, `upstreamtier {
+		tier site %s
+		next NXDOMAIN
+	}`, up...)
 	ut.Next = nil
 	m, err := serve(t, ut, newClientQuery("www.nx.example.org", dns.TypeA), false)
 	if err != nil || m == nil || m.Rcode != dns.RcodeNameError {
@@ -68,7 +76,12 @@ func TestFallZeroNeverMarksDown(t *testing.T) {
 	if err := up[0].SetMode(faultdns.ServFail); err != nil {
 		t.Fatal(err)
 	}
-	ut := newPlugin(t, "upstreamtier {\n tier site %s\n tier isp %s\n fall 0\n failover_memory off\n}", up...)
+	ut := newPlugin(t, `upstreamtier {
+		tier site %s
+		tier isp %s
+		fall 0
+		failover_memory off
+	}`, up...)
 	const queries = 10
 	for range queries {
 		q := newClientQuery("www.example.org", dns.TypeA)

@@ -23,7 +23,13 @@ import (
 // names are unique to this test because the metrics are process-wide.
 func TestMetrics(t *testing.T) {
 	up := startUpstreams(t, 2)
-	ut := newPlugin(t, "upstreamtier {\n tier m1 %s\n tier m2 %s\n fall 1\n rise 2\n health_check 10ms\n}", up...)
+	ut := newPlugin(t, `upstreamtier {
+		tier m1 %s
+		tier m2 %s
+		fall 1
+		rise 2
+		health_check 10ms
+	}`, up...)
 	changes := watch(t, ut)
 	site, isp := up[0].Addr(), up[1].Addr()
 	metric := func(name string, v float64, want float64) {
@@ -85,7 +91,13 @@ func TestMetrics(t *testing.T) {
 
 func TestHedgeMetric(t *testing.T) {
 	up := startUpstreams(t, 2)
-	ut := newPlugin(t, "upstreamtier {\n tier h1 %s %s {\n policy sequential\n }\n hedge 5ms\n fall 100\n}", up...)
+	ut := newPlugin(t, `upstreamtier {
+		tier h1 %s %s {
+			policy sequential
+		}
+		hedge 5ms
+		fall 100
+	}`, up...)
 	up[0].SetMode(faultdns.Slow)
 	up[0].SetDelay(200 * time.Millisecond)
 	before := testutil.ToFloat64(hedgeCount.WithLabelValues("", "h1"))
@@ -115,7 +127,11 @@ func serveWithMetadata(t *testing.T, ut *UpstreamTier, q *dns.Msg) map[string]st
 
 func TestMetadata(t *testing.T) {
 	up := startUpstreams(t, 2)
-	ut := newPlugin(t, "upstreamtier {\n tier site %s\n tier isp %s\n hedge off\n}", up...)
+	ut := newPlugin(t, `upstreamtier {
+		tier site %s
+		tier isp %s
+		hedge off
+	}`, up...)
 	ut.metadata = true
 	up[0].SetMode(faultdns.Refused)
 
@@ -137,7 +153,12 @@ func TestReady(t *testing.T) {
 	up := startUpstreams(t, 2)
 	up[0].SetMode(faultdns.Closed)
 	up[1].SetMode(faultdns.Closed)
-	ut := newPlugin(t, "upstreamtier {\n tier site %s\n tier isp %s\n attempt_timeout 200ms\n health_check 10ms\n}", up...)
+	ut := newPlugin(t, `upstreamtier {
+		tier site %s
+		tier isp %s
+		attempt_timeout 200ms
+		health_check 10ms
+	}`, up...)
 	changes := watch(t, ut)
 	if ut.Ready() {
 		t.Fatal("ready before any upstream answered")

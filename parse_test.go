@@ -94,219 +94,761 @@ func TestSetupInvalid(t *testing.T) {
 		want  string // substring of the error
 	}{
 		// Top-level properties.
-		{"unknown top-level property", "upstreamtier {\n tier a 1.1.1.1\n foo bar\n}", 3, `unknown property "foo"; expected one of tier, except, failover, timeout, attempt_timeout`},
-		{"no tier at all", "upstreamtier {\n timeout 2s\n}", 1, "no tier defined"},
-		{"empty block", "upstreamtier {\n}", 1, "no tier defined"},
+		{"unknown top-level property", `upstreamtier {
+			tier a 1.1.1.1
+			foo bar
+		}`, 3, `unknown property "foo"; expected one of tier, except, failover, timeout, attempt_timeout`},
+		{"no tier at all", `upstreamtier {
+			timeout 2s
+		}`, 1, "no tier defined"},
+		{"empty block", `upstreamtier {
+		}`, 1, "no tier defined"},
 		{"no block", "upstreamtier", 1, "no tier defined"},
-		{"invalid FROM zone", "upstreamtier exa..mple {\n tier a 1.1.1.1\n}", 1, `FROM "exa..mple" is not a valid zone`},
-		{"except without zones", "upstreamtier {\n tier a 1.1.1.1\n except\n}", 3, "except needs at least one ZONE"},
-		{"except with an invalid zone", "upstreamtier {\n tier a 1.1.1.1\n except exa..mple\n}", 3, `ZONE "exa..mple" is not a valid zone`},
-		{"policy at the top", "upstreamtier {\n tier a 1.1.1.1\n policy random\n}", 3, "policy belongs in a tier's block"},
-		{"force_tcp at the top", "upstreamtier {\n tier a 1.1.1.1\n force_tcp\n}", 3, "force_tcp belongs in a tier's block"},
-		{"tls_servername at the top", "upstreamtier {\n tier a tls://1.1.1.1%x.example\n tls_servername x.example\n}", 3, "tls_servername belongs in a tier's block"},
-		{"timeout twice", "upstreamtier {\n tier a 1.1.1.1\n timeout 2s\n timeout 3s\n}", 4, "timeout given twice"},
-		{"failover twice", "upstreamtier {\n tier a 1.1.1.1\n failover SERVFAIL\n failover REFUSED\n}", 4, "failover given twice"},
-		{"except twice", "upstreamtier {\n tier a 1.1.1.1\n except a.example\n except b.example\n}", 4, "except given twice"},
-		{"two stanzas in one server block", "upstreamtier {\n tier a 1.1.1.1\n}\nupstreamtier {\n tier b 1.1.1.1\n}", 4, "only one upstreamtier stanza per server block"},
+		{"invalid FROM zone", `upstreamtier exa..mple {
+			tier a 1.1.1.1
+		}`, 1, `FROM "exa..mple" is not a valid zone`},
+		{"except without zones", `upstreamtier {
+			tier a 1.1.1.1
+			except
+		}`, 3, "except needs at least one ZONE"},
+		{"except with an invalid zone", `upstreamtier {
+			tier a 1.1.1.1
+			except exa..mple
+		}`, 3, `ZONE "exa..mple" is not a valid zone`},
+		{"policy at the top", `upstreamtier {
+			tier a 1.1.1.1
+			policy random
+		}`, 3, "policy belongs in a tier's block"},
+		{"force_tcp at the top", `upstreamtier {
+			tier a 1.1.1.1
+			force_tcp
+		}`, 3, "force_tcp belongs in a tier's block"},
+		{"tls_servername at the top", `upstreamtier {
+			tier a tls://1.1.1.1%x.example
+			tls_servername x.example
+		}`, 3, "tls_servername belongs in a tier's block"},
+		{"timeout twice", `upstreamtier {
+			tier a 1.1.1.1
+			timeout 2s
+			timeout 3s
+		}`, 4, "timeout given twice"},
+		{"failover twice", `upstreamtier {
+			tier a 1.1.1.1
+			failover SERVFAIL
+			failover REFUSED
+		}`, 4, "failover given twice"},
+		{"except twice", `upstreamtier {
+			tier a 1.1.1.1
+			except a.example
+			except b.example
+		}`, 4, "except given twice"},
+		{"two stanzas in one server block", `upstreamtier {
+			tier a 1.1.1.1
+		}
+		upstreamtier {
+			tier b 1.1.1.1
+		}`, 4, "only one upstreamtier stanza per server block"},
 
 		// Health options.
-		{"standby_probe without a duration", "upstreamtier {\n tier a 1.1.1.1\n standby_probe\n}", 3, "standby_probe needs one DURATION"},
-		{"standby_probe not a duration", "upstreamtier {\n tier a 1.1.1.1\n standby_probe often\n}", 3, `standby_probe: "often" is not a duration`},
-		{"standby_probe in a tier", "upstreamtier {\n tier a 1.1.1.1 {\n  standby_probe 10s\n }\n}", 3, "standby_probe belongs at the top of the upstreamtier block"},
-		{"failover_memory without a duration", "upstreamtier {\n tier a 1.1.1.1\n failover_memory\n}", 3, "failover_memory needs a DURATION"},
-		{"failover_memory bad size", "upstreamtier {\n tier a 1.1.1.1\n failover_memory 5s many\n}", 3, `failover_memory: SIZE "many" is not a number`},
-		{"failover_memory zero size", "upstreamtier {\n tier a 1.1.1.1\n failover_memory 5s 0\n}", 3, `failover_memory: SIZE "0" is not a number`},
-		{"failover_memory negative", "upstreamtier {\n tier a 1.1.1.1\n failover_memory -5s\n}", 3, "failover_memory must be positive"},
-		{"failover_memory twice", "upstreamtier {\n tier a 1.1.1.1\n failover_memory 5s\n failover_memory off\n}", 4, "failover_memory given twice"},
-		{"failover_memory in a tier", "upstreamtier {\n tier a 1.1.1.1 {\n  failover_memory 5s\n }\n}", 3, "failover_memory belongs at the top of the upstreamtier block"},
+		{"standby_probe without a duration", `upstreamtier {
+			tier a 1.1.1.1
+			standby_probe
+		}`, 3, "standby_probe needs one DURATION"},
+		{"standby_probe not a duration", `upstreamtier {
+			tier a 1.1.1.1
+			standby_probe often
+		}`, 3, `standby_probe: "often" is not a duration`},
+		{"standby_probe in a tier", `upstreamtier {
+			tier a 1.1.1.1 {
+				standby_probe 10s
+			}
+		}`, 3, "standby_probe belongs at the top of the upstreamtier block"},
+		{"failover_memory without a duration", `upstreamtier {
+			tier a 1.1.1.1
+			failover_memory
+		}`, 3, "failover_memory needs a DURATION"},
+		{"failover_memory bad size", `upstreamtier {
+			tier a 1.1.1.1
+			failover_memory 5s many
+		}`, 3, `failover_memory: SIZE "many" is not a number`},
+		{"failover_memory zero size", `upstreamtier {
+			tier a 1.1.1.1
+			failover_memory 5s 0
+		}`, 3, `failover_memory: SIZE "0" is not a number`},
+		{"failover_memory negative", `upstreamtier {
+			tier a 1.1.1.1
+			failover_memory -5s
+		}`, 3, "failover_memory must be positive"},
+		{"failover_memory twice", `upstreamtier {
+			tier a 1.1.1.1
+			failover_memory 5s
+			failover_memory off
+		}`, 4, "failover_memory given twice"},
+		{"failover_memory in a tier", `upstreamtier {
+			tier a 1.1.1.1 {
+				failover_memory 5s
+			}
+		}`, 3, "failover_memory belongs at the top of the upstreamtier block"},
 
 		// Durations.
-		{"timeout not a duration", "upstreamtier {\n tier a 1.1.1.1\n timeout abc\n}", 3, `timeout: "abc" is not a duration`},
-		{"timeout negative", "upstreamtier {\n tier a 1.1.1.1\n timeout -1s\n}", 3, "timeout must be positive, got -1s"},
-		{"attempt_timeout zero", "upstreamtier {\n tier a 1.1.1.1\n attempt_timeout 0s\n}", 3, "attempt_timeout must be positive, got 0s"},
-		{"timeout missing duration", "upstreamtier {\n tier a 1.1.1.1\n timeout\n}", 3, "timeout needs one DURATION"},
-		{"timeout two durations", "upstreamtier {\n tier a 1.1.1.1\n timeout 1s 2s\n}", 3, "timeout needs one DURATION"},
-		{"attempt_timeout missing duration", "upstreamtier {\n tier a 1.1.1.1\n attempt_timeout\n}", 3, "attempt_timeout needs one DURATION"},
+		{"timeout not a duration", `upstreamtier {
+			tier a 1.1.1.1
+			timeout abc
+		}`, 3, `timeout: "abc" is not a duration`},
+		{"timeout negative", `upstreamtier {
+			tier a 1.1.1.1
+			timeout -1s
+		}`, 3, "timeout must be positive, got -1s"},
+		{"attempt_timeout zero", `upstreamtier {
+			tier a 1.1.1.1
+			attempt_timeout 0s
+		}`, 3, "attempt_timeout must be positive, got 0s"},
+		{"timeout missing duration", `upstreamtier {
+			tier a 1.1.1.1
+			timeout
+		}`, 3, "timeout needs one DURATION"},
+		{"timeout two durations", `upstreamtier {
+			tier a 1.1.1.1
+			timeout 1s 2s
+		}`, 3, "timeout needs one DURATION"},
+		{"attempt_timeout missing duration", `upstreamtier {
+			tier a 1.1.1.1
+			attempt_timeout
+		}`, 3, "attempt_timeout needs one DURATION"},
 		// A check across properties: reported at the line of the property.
-		{"attempt_timeout longer than timeout", "upstreamtier {\n tier a 1.1.1.1\n timeout 2s\n attempt_timeout 3s\n}", 4, "attempt_timeout 3s is longer than timeout 2s"},
-		{"attempt_timeout longer than default timeout", "upstreamtier {\n tier a 1.1.1.1\n attempt_timeout 5s\n}", 3, "attempt_timeout 5s is longer than timeout 4s (the default)"},
+		{"attempt_timeout longer than timeout", `upstreamtier {
+			tier a 1.1.1.1
+			timeout 2s
+			attempt_timeout 3s
+		}`, 4, "attempt_timeout 3s is longer than timeout 2s"},
+		{"attempt_timeout longer than default timeout", `upstreamtier {
+			tier a 1.1.1.1
+			attempt_timeout 5s
+		}`, 3, "attempt_timeout 5s is longer than timeout 4s (the default)"},
 
 		// Failover.
-		{"failover unknown rcode", "upstreamtier {\n tier a 1.1.1.1\n failover SERVFAIL BOGUS\n}", 3, `failover: "BOGUS" is not an rcode`},
-		{"failover NOERROR", "upstreamtier {\n tier a 1.1.1.1\n failover SERVFAIL NOERROR\n}", 3, "failover: NOERROR is an answer, not a failure"},
-		{"failover noerror lower case", "upstreamtier {\n tier a 1.1.1.1\n failover noerror\n}", 3, "failover: NOERROR is an answer, not a failure"},
-		{"failover without rcodes", "upstreamtier {\n tier a 1.1.1.1\n failover\n}", 3, "failover needs at least one RCODE"},
+		{"failover unknown rcode", `upstreamtier {
+			tier a 1.1.1.1
+			failover SERVFAIL BOGUS
+		}`, 3, `failover: "BOGUS" is not an rcode`},
+		{"failover NOERROR", `upstreamtier {
+			tier a 1.1.1.1
+			failover SERVFAIL NOERROR
+		}`, 3, "failover: NOERROR is an answer, not a failure"},
+		{"failover noerror lower case", `upstreamtier {
+			tier a 1.1.1.1
+			failover noerror
+		}`, 3, "failover: NOERROR is an answer, not a failure"},
+		{"failover without rcodes", `upstreamtier {
+			tier a 1.1.1.1
+			failover
+		}`, 3, "failover needs at least one RCODE"},
 
 		// The tier line.
-		{"tier with a name only", "upstreamtier {\n tier a\n}", 2, "tier needs a NAME and at least one upstream"},
-		{"tier without arguments", "upstreamtier {\n tier\n}", 2, "tier needs a NAME and at least one upstream"},
-		{"tier with a name and a block only", "upstreamtier {\n tier a {\n  policy random\n }\n}", 2, "tier needs a NAME and at least one upstream"},
-		{"tier name is an IP", "upstreamtier {\n tier 1.1.1.1 8.8.8.8\n}", 2, `tier name "1.1.1.1" is not valid`},
-		{"tier name starts with a digit", "upstreamtier {\n tier 1site 1.1.1.1\n}", 2, `tier name "1site" is not valid`},
-		{"tier name with a dot", "upstreamtier {\n tier si.te 1.1.1.1\n}", 2, `tier name "si.te" is not valid`},
-		{"tier name is a transport URL", "upstreamtier {\n tier tls://1.1.1.1 8.8.8.8\n}", 2, `tier name "tls://1.1.1.1" is not valid`},
-		{"duplicate tier name", "upstreamtier {\n tier a 1.1.1.1\n tier b 8.8.8.8\n tier a 9.9.9.9\n}", 4, `tier "a" defined twice`},
-		{"duplicate tier name after a block", "upstreamtier {\n tier a 1.1.1.1 {\n  policy sequential\n }\n tier a 9.9.9.9\n}", 5, `tier "a" defined twice`},
+		{"tier with a name only", `upstreamtier {
+			tier a
+		}`, 2, "tier needs a NAME and at least one upstream"},
+		{"tier without arguments", `upstreamtier {
+			tier
+		}`, 2, "tier needs a NAME and at least one upstream"},
+		{"tier with a name and a block only", `upstreamtier {
+			tier a {
+				policy random
+			}
+		}`, 2, "tier needs a NAME and at least one upstream"},
+		{"tier name is an IP", `upstreamtier {
+			tier 1.1.1.1 8.8.8.8
+		}`, 2, `tier name "1.1.1.1" is not valid`},
+		{"tier name starts with a digit", `upstreamtier {
+			tier 1site 1.1.1.1
+		}`, 2, `tier name "1site" is not valid`},
+		{"tier name with a dot", `upstreamtier {
+			tier si.te 1.1.1.1
+		}`, 2, `tier name "si.te" is not valid`},
+		{"tier name is a transport URL", `upstreamtier {
+			tier tls://1.1.1.1 8.8.8.8
+		}`, 2, `tier name "tls://1.1.1.1" is not valid`},
+		{"duplicate tier name", `upstreamtier {
+			tier a 1.1.1.1
+			tier b 8.8.8.8
+			tier a 9.9.9.9
+		}`, 4, `tier "a" defined twice`},
+		{"duplicate tier name after a block", `upstreamtier {
+			tier a 1.1.1.1 {
+				policy sequential
+			}
+			tier a 9.9.9.9
+		}`, 5, `tier "a" defined twice`},
 
 		// Upstreams.
-		{"not an IP", "upstreamtier {\n tier a not-an-ip\n}", 2, `tier "a": not-an-ip: not an IP address or file "not-an-ip"`},
-		{"not an IP, tier with a block", "upstreamtier {\n tier a not-an-ip {\n  policy random\n }\n}", 2, `not an IP address or file "not-an-ip"`},
-		{"duplicate upstream, tier with a block", "upstreamtier {\n tier a 1.1.1.1 1.1.1.1:53 {\n  policy random\n }\n}", 2, `upstream 1.1.1.1:53 listed twice`},
-		{"server name without tls://", "upstreamtier {\n tier a 1.1.1.1%cloudflare-dns.com\n}", 2, `a server name (%name) is only for tls://, https:// and quic:// upstreams`},
-		{"server name with dns://", "upstreamtier {\n tier a dns://1.1.1.1%x:53\n}", 2, `only for tls://, https:// and quic:// upstreams`},
-		{"IPv4 out of range", "upstreamtier {\n tier a 300.1.1.1\n}", 2, `not an IP address or file "300.1.1.1"`},
-		{"garbage after the upstreams", "upstreamtier {\n tier a 1.1.1.1 8.8.8.8 garbage\n}", 2, `tier "a": garbage: not an IP address or file "garbage"`},
-		{"port zero", "upstreamtier {\n tier a 1.1.1.1:0\n}", 2, `port "0" is not a number between 1 and 65535`},
-		{"port too large", "upstreamtier {\n tier a 1.1.1.1:99999\n}", 2, `port "99999" is not a number between 1 and 65535`},
-		{"port not a number", "upstreamtier {\n tier a 1.1.1.1:abc\n}", 2, `port "abc" is not a number between 1 and 65535`},
-		{"tls port too large", "upstreamtier {\n tier a tls://1.1.1.1%one.one.one.one:70000\n}", 2, `port "70000" is not a number between 1 and 65535`},
-		{"https without a server name", "upstreamtier {\n tier a https://1.1.1.1\n}", 2, "https://1.1.1.1 has no server name to verify its certificate against: write https://IP%NAME"},
-		{"quic without a server name", "upstreamtier {\n tier a quic://1.1.1.1\n}", 2, "quic://1.1.1.1 has no server name"},
-		{"https with a path", "upstreamtier {\n tier a https://1.1.1.1%dns.quad9.net/dns-query\n}", 2, "a path is not allowed: DNS over HTTPS is asked at /dns-query"},
-		{"https link-local", "upstreamtier {\n tier a https://[fe80::1%lo]:443\n}", 2, "link-local address fe80::1 cannot be a https:// upstream"},
-		{"doh_method without https", "upstreamtier {\n tier a tls://1.1.1.1%x.example {\n  doh_method GET\n }\n}", 3, `tier "a": doh_method is for https:// upstreams, and the tier has none`},
-		{"doh_method unknown", "upstreamtier {\n tier a https://1.1.1.1%x.example {\n  doh_method PUT\n }\n}", 3, "doh_method needs GET or POST"},
-		{"doh_method at the top", "upstreamtier {\n tier a https://1.1.1.1%x.example\n doh_method GET\n}", 3, "doh_method belongs in a tier's block"},
-		{"tls_servername for quic twice", "upstreamtier {\n tier a quic://1.1.1.1%x.example {\n  tls_servername y.example\n }\n}", 3, "server name given twice"},
-		{"force_tcp with only encrypted upstreams", "upstreamtier {\n tier a https://1.1.1.1%x.example quic://1.0.0.1%x.example {\n  force_tcp\n }\n}", 3, "every upstream of the tier is tls://, https:// and quic://"},
-		{"same DoH server twice", "upstreamtier {\n tier a https://1.1.1.1%x.example\n tier b https://1.1.1.1:443%y.example\n}", 3, `already in tier "a"`},
+		{"not an IP", `upstreamtier {
+			tier a not-an-ip
+		}`, 2, `tier "a": not-an-ip: not an IP address or file "not-an-ip"`},
+		{"not an IP, tier with a block", `upstreamtier {
+			tier a not-an-ip {
+				policy random
+			}
+		}`, 2, `not an IP address or file "not-an-ip"`},
+		{"duplicate upstream, tier with a block", `upstreamtier {
+			tier a 1.1.1.1 1.1.1.1:53 {
+				policy random
+			}
+		}`, 2, `upstream 1.1.1.1:53 listed twice`},
+		{"server name without tls://", `upstreamtier {
+			tier a 1.1.1.1%cloudflare-dns.com
+		}`, 2, `a server name (%name) is only for tls://, https:// and quic:// upstreams`},
+		{"server name with dns://", `upstreamtier {
+			tier a dns://1.1.1.1%x:53
+		}`, 2, `only for tls://, https:// and quic:// upstreams`},
+		{"IPv4 out of range", `upstreamtier {
+			tier a 300.1.1.1
+		}`, 2, `not an IP address or file "300.1.1.1"`},
+		{"garbage after the upstreams", `upstreamtier {
+			tier a 1.1.1.1 8.8.8.8 garbage
+		}`, 2, `tier "a": garbage: not an IP address or file "garbage"`},
+		{"port zero", `upstreamtier {
+			tier a 1.1.1.1:0
+		}`, 2, `port "0" is not a number between 1 and 65535`},
+		{"port too large", `upstreamtier {
+			tier a 1.1.1.1:99999
+		}`, 2, `port "99999" is not a number between 1 and 65535`},
+		{"port not a number", `upstreamtier {
+			tier a 1.1.1.1:abc
+		}`, 2, `port "abc" is not a number between 1 and 65535`},
+		{"tls port too large", `upstreamtier {
+			tier a tls://1.1.1.1%one.one.one.one:70000
+		}`, 2, `port "70000" is not a number between 1 and 65535`},
+		{"https without a server name", `upstreamtier {
+			tier a https://1.1.1.1
+		}`, 2, "https://1.1.1.1 has no server name to verify its certificate against: write https://IP%NAME"},
+		{"quic without a server name", `upstreamtier {
+			tier a quic://1.1.1.1
+		}`, 2, "quic://1.1.1.1 has no server name"},
+		{"https with a path", `upstreamtier {
+			tier a https://1.1.1.1%dns.quad9.net/dns-query
+		}`, 2, "a path is not allowed: DNS over HTTPS is asked at /dns-query"},
+		{"https link-local", `upstreamtier {
+			tier a https://[fe80::1%lo]:443
+		}`, 2, "link-local address fe80::1 cannot be a https:// upstream"},
+		{"doh_method without https", `upstreamtier {
+			tier a tls://1.1.1.1%x.example {
+				doh_method GET
+			}
+		}`, 3, `tier "a": doh_method is for https:// upstreams, and the tier has none`},
+		{"doh_method unknown", `upstreamtier {
+			tier a https://1.1.1.1%x.example {
+				doh_method PUT
+			}
+		}`, 3, "doh_method needs GET or POST"},
+		{"doh_method at the top", `upstreamtier {
+			tier a https://1.1.1.1%x.example
+			doh_method GET
+		}`, 3, "doh_method belongs in a tier's block"},
+		{"tls_servername for quic twice", `upstreamtier {
+			tier a quic://1.1.1.1%x.example {
+				tls_servername y.example
+			}
+		}`, 3, "server name given twice"},
+		{"force_tcp with only encrypted upstreams", `upstreamtier {
+			tier a https://1.1.1.1%x.example quic://1.0.0.1%x.example {
+				force_tcp
+			}
+		}`, 3, "every upstream of the tier is tls://, https:// and quic://"},
+		{"same DoH server twice", `upstreamtier {
+			tier a https://1.1.1.1%x.example
+			tier b https://1.1.1.1:443%y.example
+		}`, 3, `already in tier "a"`},
 
 		// Connection options.
-		{"source_address without an address", "upstreamtier {\n tier a 1.1.1.1\n source_address\n}", 3, "source_address needs one IP address"},
-		{"source_address a name", "upstreamtier {\n tier a 1.1.1.1\n source_address eth0\n}", 3, `source_address "eth0" is not an IP address`},
-		{"source_address unspecified", "upstreamtier {\n tier a 1.1.1.1\n source_address 0.0.0.0\n}", 3, "0.0.0.0 is the unspecified address"},
-		{"source_address of the other family", "upstreamtier {\n tier a 1.1.1.1\n tier b [2001:db8::1]:53\n source_address 10.0.0.1\n}", 4, `source_address 10.0.0.1 cannot reach upstream [2001:db8::1]:53 of tier "b": the IP families differ`},
-		{"source_address in a tier", "upstreamtier {\n tier a 1.1.1.1 {\n  source_address 10.0.0.1\n }\n}", 3, "source_address belongs at the top"},
-		{"expire not a duration", "upstreamtier {\n tier a 1.1.1.1\n expire soon\n}", 3, `expire: "soon" is not a duration`},
-		{"expire out of bounds", "upstreamtier {\n tier a 1.1.1.1\n expire 10ms\n}", 3, "expire 10ms is out of bounds: expected between 100ms and 1h0m0s"},
-		{"max_age out of bounds", "upstreamtier {\n tier a 1.1.1.1\n max_age 48h\n}", 3, "max_age 48h0m0s is out of bounds"},
-		{"max_age below expire", "upstreamtier {\n tier a 1.1.1.1\n max_age 5s\n expire 10s\n}", 3, "max_age 5s is shorter than expire 10s"},
-		{"max_idle_conns negative", "upstreamtier {\n tier a 1.1.1.1\n max_idle_conns -1\n}", 3, `max_idle_conns: "-1" is not a number between 0 and 65535`},
-		{"max_idle_conns twice", "upstreamtier {\n tier a 1.1.1.1\n max_idle_conns 1\n max_idle_conns 2\n}", 4, "max_idle_conns given twice"},
-		{"grpc transport", "upstreamtier {\n tier a grpc://1.1.1.1\n}", 2, "transport grpc:// is not supported"},
-		{"unix transport", "upstreamtier {\n tier a unix:///run/dns.sock\n}", 2, "transport unix:// is not supported"},
-		{"missing resolv.conf", "upstreamtier {\n tier a /nonexistent/resolv.conf\n}", 2, `failed to open file "/nonexistent/resolv.conf"`},
-		{"resolv.conf without nameservers", "upstreamtier {\n tier a @EMPTY@\n}", 2, "no nameservers found"},
-		{"empty server name", "upstreamtier {\n tier a tls://1.1.1.1%\n}", 2, "tls://1.1.1.1%: empty server name after %"},
-		{"empty server name before a port", "upstreamtier {\n tier a tls://1.1.1.1%:853\n}", 2, "empty server name after %"},
-		{"duplicate upstream", "upstreamtier {\n tier a 1.1.1.1 8.8.8.8 1.1.1.1:53\n}", 2, `tier "a": upstream 1.1.1.1:53 listed twice`},
-		{"duplicate upstream with dns://", "upstreamtier {\n tier a 1.1.1.1 dns://1.1.1.1\n}", 2, "upstream dns://1.1.1.1 listed twice"},
-		{"duplicate tls upstream", "upstreamtier {\n tier a tls://1.1.1.1%a.example tls://1.1.1.1:853\n}", 2, "upstream tls://1.1.1.1:853 listed twice"},
-		{"duplicate upstream from resolv.conf", "upstreamtier {\n tier a 10.0.0.2 @RESOLV@\n}", 2, "listed twice"},
+		{"source_address without an address", `upstreamtier {
+			tier a 1.1.1.1
+			source_address
+		}`, 3, "source_address needs one IP address"},
+		{"source_address a name", `upstreamtier {
+			tier a 1.1.1.1
+			source_address eth0
+		}`, 3, `source_address "eth0" is not an IP address`},
+		{"source_address unspecified", `upstreamtier {
+			tier a 1.1.1.1
+			source_address 0.0.0.0
+		}`, 3, "0.0.0.0 is the unspecified address"},
+		{"source_address of the other family", `upstreamtier {
+			tier a 1.1.1.1
+			tier b [2001:db8::1]:53
+			source_address 10.0.0.1
+		}`, 4, `source_address 10.0.0.1 cannot reach upstream [2001:db8::1]:53 of tier "b": the IP families differ`},
+		{"source_address in a tier", `upstreamtier {
+			tier a 1.1.1.1 {
+				source_address 10.0.0.1
+			}
+		}`, 3, "source_address belongs at the top"},
+		{"expire not a duration", `upstreamtier {
+			tier a 1.1.1.1
+			expire soon
+		}`, 3, `expire: "soon" is not a duration`},
+		{"expire out of bounds", `upstreamtier {
+			tier a 1.1.1.1
+			expire 10ms
+		}`, 3, "expire 10ms is out of bounds: expected between 100ms and 1h0m0s"},
+		{"max_age out of bounds", `upstreamtier {
+			tier a 1.1.1.1
+			max_age 48h
+		}`, 3, "max_age 48h0m0s is out of bounds"},
+		{"max_age below expire", `upstreamtier {
+			tier a 1.1.1.1
+			max_age 5s
+			expire 10s
+		}`, 3, "max_age 5s is shorter than expire 10s"},
+		{"max_idle_conns negative", `upstreamtier {
+			tier a 1.1.1.1
+			max_idle_conns -1
+		}`, 3, `max_idle_conns: "-1" is not a number between 0 and 65535`},
+		{"max_idle_conns twice", `upstreamtier {
+			tier a 1.1.1.1
+			max_idle_conns 1
+			max_idle_conns 2
+		}`, 4, "max_idle_conns given twice"},
+		{"grpc transport", `upstreamtier {
+			tier a grpc://1.1.1.1
+		}`, 2, "transport grpc:// is not supported"},
+		{"unix transport", `upstreamtier {
+			tier a unix:///run/dns.sock
+		}`, 2, "transport unix:// is not supported"},
+		{"missing resolv.conf", `upstreamtier {
+			tier a /nonexistent/resolv.conf
+		}`, 2, `failed to open file "/nonexistent/resolv.conf"`},
+		{"resolv.conf without nameservers", `upstreamtier {
+			tier a @EMPTY@
+		}`, 2, "no nameservers found"},
+		{"empty server name", `upstreamtier {
+			tier a tls://1.1.1.1%
+		}`, 2, "tls://1.1.1.1%: empty server name after %"},
+		{"empty server name before a port", `upstreamtier {
+			tier a tls://1.1.1.1%:853
+		}`, 2, "empty server name after %"},
+		{"duplicate upstream", `upstreamtier {
+			tier a 1.1.1.1 8.8.8.8 1.1.1.1:53
+		}`, 2, `tier "a": upstream 1.1.1.1:53 listed twice`},
+		{"duplicate upstream with dns://", `upstreamtier {
+			tier a 1.1.1.1 dns://1.1.1.1
+		}`, 2, "upstream dns://1.1.1.1 listed twice"},
+		{"duplicate tls upstream", `upstreamtier {
+			tier a tls://1.1.1.1%a.example tls://1.1.1.1:853
+		}`, 2, "upstream tls://1.1.1.1:853 listed twice"},
+		{"duplicate upstream from resolv.conf", `upstreamtier {
+			tier a 10.0.0.2 @RESOLV@
+		}`, 2, "listed twice"},
 
 		// The tier block.
-		{"unknown tier property", "upstreamtier {\n tier a 1.1.1.1 {\n  foo\n }\n}", 3, `tier "a": unknown property "foo"; expected one of policy, except, tls, tls_servername, doh_method, force_tcp, prefer_udp`},
-		{"unknown policy", "upstreamtier {\n tier a 1.1.1.1 {\n  policy fastest\n }\n}", 3, `unknown policy "fastest"; expected random, round_robin or sequential`},
-		{"policy without argument", "upstreamtier {\n tier a 1.1.1.1 {\n  policy\n }\n}", 3, "policy needs one of random, round_robin, sequential"},
-		{"policy with two arguments", "upstreamtier {\n tier a 1.1.1.1 {\n  policy random sequential\n }\n}", 3, "policy needs one of random, round_robin, sequential"},
-		{"policy twice", "upstreamtier {\n tier a 1.1.1.1 {\n  policy random\n  policy sequential\n }\n}", 4, `tier "a": policy given twice`},
-		{"except without zones in a tier", "upstreamtier {\n tier a 1.1.1.1 {\n  except\n }\n}", 3, "except needs at least one ZONE"},
-		{"timeout in a tier", "upstreamtier {\n tier a 1.1.1.1 {\n  timeout 2s\n }\n}", 3, `timeout belongs at the top of the upstreamtier block, not in tier "a"`},
-		{"failover in a tier", "upstreamtier {\n tier a 1.1.1.1 {\n  failover SERVFAIL\n }\n}", 3, `failover belongs at the top of the upstreamtier block, not in tier "a"`},
-		{"tier in a tier", "upstreamtier {\n tier a 1.1.1.1 {\n  tier b 8.8.8.8\n }\n}", 3, `tier belongs at the top of the upstreamtier block, not in tier "a"`},
-		{"force_tcp with an argument", "upstreamtier {\n tier a 1.1.1.1 {\n  force_tcp yes\n }\n}", 3, "force_tcp takes no arguments"},
-		{"prefer_udp with an argument", "upstreamtier {\n tier a 1.1.1.1 {\n  prefer_udp yes\n }\n}", 3, "prefer_udp takes no arguments"},
-		{"force_tcp and prefer_udp", "upstreamtier {\n tier a 1.1.1.1 {\n  force_tcp\n  prefer_udp\n }\n}", 4, `tier "a": force_tcp and prefer_udp contradict each other`},
-		{"tls with four arguments", "upstreamtier {\n tier a tls://1.1.1.1 {\n  tls a b c d\n }\n}", 3, "tls takes at most CERT KEY CA"},
-		{"tls with a missing certificate", "upstreamtier {\n tier a tls://1.1.1.1 {\n  tls /nonexistent/cert.pem /nonexistent/key.pem\n }\n}", 3, "tls: could not load TLS cert"},
-		{"tls with a missing CA", "upstreamtier {\n tier a tls://1.1.1.1 {\n  tls /nonexistent/ca.pem\n }\n}", 3, "tls: error reading /nonexistent/ca.pem"},
-		{"tls_servername without a name", "upstreamtier {\n tier a tls://1.1.1.1 {\n  tls_servername\n }\n}", 3, "tls_servername needs one NAME"},
-		{"tls_servername with two names", "upstreamtier {\n tier a tls://1.1.1.1 {\n  tls_servername a.example b.example\n }\n}", 3, "tls_servername needs one NAME"},
+		{"unknown tier property", `upstreamtier {
+			tier a 1.1.1.1 {
+				foo
+			}
+		}`, 3, `tier "a": unknown property "foo"; expected one of policy, except, tls, tls_servername, doh_method, force_tcp, prefer_udp`},
+		{"unknown policy", `upstreamtier {
+			tier a 1.1.1.1 {
+				policy fastest
+			}
+		}`, 3, `unknown policy "fastest"; expected random, round_robin or sequential`},
+		{"policy without argument", `upstreamtier {
+			tier a 1.1.1.1 {
+				policy
+			}
+		}`, 3, "policy needs one of random, round_robin, sequential"},
+		{"policy with two arguments", `upstreamtier {
+			tier a 1.1.1.1 {
+				policy random sequential
+			}
+		}`, 3, "policy needs one of random, round_robin, sequential"},
+		{"policy twice", `upstreamtier {
+			tier a 1.1.1.1 {
+				policy random
+				policy sequential
+			}
+		}`, 4, `tier "a": policy given twice`},
+		{"except without zones in a tier", `upstreamtier {
+			tier a 1.1.1.1 {
+				except
+			}
+		}`, 3, "except needs at least one ZONE"},
+		{"timeout in a tier", `upstreamtier {
+			tier a 1.1.1.1 {
+				timeout 2s
+			}
+		}`, 3, `timeout belongs at the top of the upstreamtier block, not in tier "a"`},
+		{"failover in a tier", `upstreamtier {
+			tier a 1.1.1.1 {
+				failover SERVFAIL
+			}
+		}`, 3, `failover belongs at the top of the upstreamtier block, not in tier "a"`},
+		{"tier in a tier", `upstreamtier {
+			tier a 1.1.1.1 {
+				tier b 8.8.8.8
+			}
+		}`, 3, `tier belongs at the top of the upstreamtier block, not in tier "a"`},
+		{"force_tcp with an argument", `upstreamtier {
+			tier a 1.1.1.1 {
+				force_tcp yes
+			}
+		}`, 3, "force_tcp takes no arguments"},
+		{"prefer_udp with an argument", `upstreamtier {
+			tier a 1.1.1.1 {
+				prefer_udp yes
+			}
+		}`, 3, "prefer_udp takes no arguments"},
+		{"force_tcp and prefer_udp", `upstreamtier {
+			tier a 1.1.1.1 {
+				force_tcp
+				prefer_udp
+			}
+		}`, 4, `tier "a": force_tcp and prefer_udp contradict each other`},
+		{"tls with four arguments", `upstreamtier {
+			tier a tls://1.1.1.1 {
+				tls a b c d
+			}
+		}`, 3, "tls takes at most CERT KEY CA"},
+		{"tls with a missing certificate", `upstreamtier {
+			tier a tls://1.1.1.1 {
+				tls /nonexistent/cert.pem /nonexistent/key.pem
+			}
+		}`, 3, "tls: could not load TLS cert"},
+		{"tls with a missing CA", `upstreamtier {
+			tier a tls://1.1.1.1 {
+				tls /nonexistent/ca.pem
+			}
+		}`, 3, "tls: error reading /nonexistent/ca.pem"},
+		{"tls_servername without a name", `upstreamtier {
+			tier a tls://1.1.1.1 {
+				tls_servername
+			}
+		}`, 3, "tls_servername needs one NAME"},
+		{"tls_servername with two names", `upstreamtier {
+			tier a tls://1.1.1.1 {
+				tls_servername a.example b.example
+			}
+		}`, 3, "tls_servername needs one NAME"},
 		{"unclosed tier block", "upstreamtier {\n tier a 1.1.1.1 {\n  policy random\n", 3, `tier "a": block is not closed with '}'`},
 		{"unclosed empty tier block", "upstreamtier {\n tier a 1.1.1.1 {", 2, `tier "a": block is not closed with '}'`},
 		// Checks across the tier line and its block: reported at the
 		// option's line, the message names the tier.
-		{"tls options on a tier without tls://", "upstreamtier {\n tier a 1.1.1.1 8.8.8.8 {\n  tls\n }\n}", 3, `tier "a": tls is for tls://, https:// and quic:// upstreams, and the tier has none`},
-		{"tls_servername on a tier without tls://", "upstreamtier {\n tier a 1.1.1.1 {\n  tls_servername one.one.one.one\n }\n}", 3, `tier "a": tls_servername is for tls://, https:// and quic:// upstreams, and the tier has none`},
+		{"tls options on a tier without tls://", `upstreamtier {
+			tier a 1.1.1.1 8.8.8.8 {
+				tls
+			}
+		}`, 3, `tier "a": tls is for tls://, https:// and quic:// upstreams, and the tier has none`},
+		{"tls_servername on a tier without tls://", `upstreamtier {
+			tier a 1.1.1.1 {
+				tls_servername one.one.one.one
+			}
+		}`, 3, `tier "a": tls_servername is for tls://, https:// and quic:// upstreams, and the tier has none`},
 		// The same server in two tiers, however it is written.
-		{"same upstream in two tiers", "upstreamtier {\n tier a 1.1.1.1\n tier b 1.1.1.1 8.8.8.8\n}", 3, `tier "b": upstream 1.1.1.1 (1.1.1.1:53) is already in tier "a" on line 2`},
-		{"same upstream in two tiers, with dns:// and the port", "upstreamtier {\n tier a 1.1.1.1\n tier b dns://1.1.1.1:53\n}", 3, `is already in tier "a" on line 2`},
-		{"same upstream in two tiers, through a resolv.conf", "upstreamtier {\n tier a @RESOLV@\n tier b 10.0.0.2\n}", 3, `upstream 10.0.0.2 (10.0.0.2:53) is already in tier "a"`},
-		{"same upstream in two tiers, both through resolv.conf", "upstreamtier {\n tier a 192.0.2.1\n tier b @RESOLV@ {\n  policy sequential\n }\n tier c @RESOLV@\n}", 6, `is already in tier "b" on line 3`},
-		{"same IPv6 upstream in two tiers", "upstreamtier {\n tier a [2001:db8::1]:53\n tier b 2001:db8::1\n}", 3, `is already in tier "a"`},
-		{"same upstream in two tiers, IPv4-mapped", "upstreamtier {\n tier a 1.1.1.1\n tier b [::ffff:1.1.1.1]:53\n}", 3, `is already in tier "a"`},
-		{"same DoT upstream in two tiers", "upstreamtier {\n tier a tls://1.1.1.1%a.example\n tier b tls://1.1.1.1%b.example:853\n}", 3, `is already in tier "a"`},
+		{"same upstream in two tiers", `upstreamtier {
+			tier a 1.1.1.1
+			tier b 1.1.1.1 8.8.8.8
+		}`, 3, `tier "b": upstream 1.1.1.1 (1.1.1.1:53) is already in tier "a" on line 2`},
+		{"same upstream in two tiers, with dns:// and the port", `upstreamtier {
+			tier a 1.1.1.1
+			tier b dns://1.1.1.1:53
+		}`, 3, `is already in tier "a" on line 2`},
+		{"same upstream in two tiers, through a resolv.conf", `upstreamtier {
+			tier a @RESOLV@
+			tier b 10.0.0.2
+		}`, 3, `upstream 10.0.0.2 (10.0.0.2:53) is already in tier "a"`},
+		{"same upstream in two tiers, both through resolv.conf", `upstreamtier {
+			tier a 192.0.2.1
+			tier b @RESOLV@ {
+				policy sequential
+			}
+			tier c @RESOLV@
+		}`, 6, `is already in tier "b" on line 3`},
+		{"same IPv6 upstream in two tiers", `upstreamtier {
+			tier a [2001:db8::1]:53
+			tier b 2001:db8::1
+		}`, 3, `is already in tier "a"`},
+		{"same upstream in two tiers, IPv4-mapped", `upstreamtier {
+			tier a 1.1.1.1
+			tier b [::ffff:1.1.1.1]:53
+		}`, 3, `is already in tier "a"`},
+		{"same DoT upstream in two tiers", `upstreamtier {
+			tier a tls://1.1.1.1%a.example
+			tier b tls://1.1.1.1%b.example:853
+		}`, 3, `is already in tier "a"`},
 
 		// Configurations that can never answer.
-		{"except covers FROM", "upstreamtier example.org {\n tier a 1.1.1.1\n except example.org\n}", 3, "except example.org. covers all of FROM (example.org.)"},
-		{"except above FROM", "upstreamtier sub.example.org other.example {\n tier a 1.1.1.1\n except example.org other.example\n}", 3, "covers all of FROM"},
-		{"except outside FROM", "upstreamtier example.org {\n tier a 1.1.1.1\n except corp.example\n}", 3, "except corp.example. is outside FROM (example.org.): it changes nothing"},
-		{"a tier except covers FROM", "upstreamtier example.org {\n tier a 1.1.1.1 {\n  except example.org\n }\n tier b 8.8.8.8\n}", 3, `tier "a": except example.org. covers all of FROM (example.org.): the tier would never be asked`},
-		{"a tier except covers the last FROM zone", "upstreamtier a.example b.example {\n tier a 1.1.1.1\n tier b 8.8.8.8 {\n  policy random\n  except a.example b.example\n }\n}", 5, `tier "b": except a.example. b.example. covers all of FROM`},
-		{"a tier except outside FROM", "upstreamtier example.org {\n tier a 1.1.1.1 {\n  except corp.example\n }\n}", 3, `tier "a": except corp.example. is outside FROM`},
-		{"an upstream address as FROM", "upstreamtier . 10.0.0.1 {\n tier a 1.1.1.1\n}", 1, `FROM "10.0.0.1" is an upstream address, not a zone`},
-		{"an upstream address and port as FROM", "upstreamtier 10.0.0.1:53 {\n tier a 1.1.1.1\n}", 1, `FROM "10.0.0.1:53" is an upstream address`},
-		{"an IPv6 upstream as FROM", "upstreamtier . [2001:db8::1]:53 {\n tier a 1.1.1.1\n}", 1, "is an upstream address"},
-		{"a URL as FROM", "upstreamtier . tls://1.1.1.1 {\n tier a 1.1.1.1\n}", 1, "is an upstream address"},
-		{"a resolv.conf as FROM", "upstreamtier . /etc/resolv.conf {\n tier a 1.1.1.1\n}", 1, "is an upstream address"},
+		{"except covers FROM", `upstreamtier example.org {
+			tier a 1.1.1.1
+			except example.org
+		}`, 3, "except example.org. covers all of FROM (example.org.)"},
+		{"except above FROM", `upstreamtier sub.example.org other.example {
+			tier a 1.1.1.1
+			except example.org other.example
+		}`, 3, "covers all of FROM"},
+		{"except outside FROM", `upstreamtier example.org {
+			tier a 1.1.1.1
+			except corp.example
+		}`, 3, "except corp.example. is outside FROM (example.org.): it changes nothing"},
+		{"a tier except covers FROM", `upstreamtier example.org {
+			tier a 1.1.1.1 {
+				except example.org
+			}
+			tier b 8.8.8.8
+		}`, 3, `tier "a": except example.org. covers all of FROM (example.org.): the tier would never be asked`},
+		{"a tier except covers the last FROM zone", `upstreamtier a.example b.example {
+			tier a 1.1.1.1
+			tier b 8.8.8.8 {
+				policy random
+				except a.example b.example
+			}
+		}`, 5, `tier "b": except a.example. b.example. covers all of FROM`},
+		{"a tier except outside FROM", `upstreamtier example.org {
+			tier a 1.1.1.1 {
+				except corp.example
+			}
+		}`, 3, `tier "a": except corp.example. is outside FROM`},
+		{"an upstream address as FROM", `upstreamtier . 10.0.0.1 {
+			tier a 1.1.1.1
+		}`, 1, `FROM "10.0.0.1" is an upstream address, not a zone`},
+		{"an upstream address and port as FROM", `upstreamtier 10.0.0.1:53 {
+			tier a 1.1.1.1
+		}`, 1, `FROM "10.0.0.1:53" is an upstream address`},
+		{"an IPv6 upstream as FROM", `upstreamtier . [2001:db8::1]:53 {
+			tier a 1.1.1.1
+		}`, 1, "is an upstream address"},
+		{"a URL as FROM", `upstreamtier . tls://1.1.1.1 {
+			tier a 1.1.1.1
+		}`, 1, "is an upstream address"},
+		{"a resolv.conf as FROM", `upstreamtier . /etc/resolv.conf {
+			tier a 1.1.1.1
+		}`, 1, "is an upstream address"},
 
 		// Durations with bounds.
-		{"health_check 1ns", "upstreamtier {\n tier a 1.1.1.1\n health_check 1ns\n}", 3, "health_check 1ns is out of bounds: expected between 10ms and 1m0s"},
-		{"health_check an hour", "upstreamtier {\n tier a 1.1.1.1\n health_check 1h domain example.org\n}", 3, "health_check 1h0m0s is out of bounds"},
-		{"hedge 1ns", "upstreamtier {\n tier a 1.1.1.1\n hedge 1ns\n}", 3, "hedge 1ns is out of bounds: expected between 5ms and 30s"},
-		{"attempt_timeout 1h", "upstreamtier {\n tier a 1.1.1.1\n timeout 2s\n attempt_timeout 1h\n}", 4, "attempt_timeout 1h0m0s is out of bounds: expected between 10ms and 30s"},
-		{"attempt_timeout 1ns", "upstreamtier {\n tier a 1.1.1.1\n attempt_timeout 1ns\n}", 3, "attempt_timeout 1ns is out of bounds"},
-		{"timeout 1h", "upstreamtier {\n tier a 1.1.1.1\n timeout 1h\n}", 3, "timeout 1h0m0s is out of bounds: expected between 50ms and 30s"},
-		{"timeout 1ms", "upstreamtier {\n tier a 1.1.1.1\n timeout 1ms\n}", 3, "timeout 1ms is out of bounds"},
-		{"standby_probe 1ms", "upstreamtier {\n tier a 1.1.1.1\n standby_probe 1ms\n}", 3, "standby_probe 1ms is out of bounds: expected between 1s and 24h0m0s"},
-		{"failover_memory 1ns", "upstreamtier {\n tier a 1.1.1.1\n failover_memory 1ns 10\n}", 3, "failover_memory 1ns is out of bounds"},
-		{"hedge longer than the default attempt_timeout", "upstreamtier {\n tier a 1.1.1.1\n hedge 3s\n timeout 5s\n}", 3, "hedge 3s is not shorter than attempt_timeout 2s (the default)"},
-		{"hedge longer than attempt_timeout", "upstreamtier {\n tier a 1.1.1.1\n attempt_timeout 500ms\n hedge 1s\n}", 4, "hedge 1s is not shorter than attempt_timeout 500ms:"},
-		{"hedge longer than a short timeout", "upstreamtier {\n hedge 500ms\n tier a 1.1.1.1\n timeout 300ms\n}", 2, "hedge 500ms is not shorter than attempt_timeout 300ms (the default)"},
+		{"health_check 1ns", `upstreamtier {
+			tier a 1.1.1.1
+			health_check 1ns
+		}`, 3, "health_check 1ns is out of bounds: expected between 10ms and 1m0s"},
+		{"health_check an hour", `upstreamtier {
+			tier a 1.1.1.1
+			health_check 1h domain example.org
+		}`, 3, "health_check 1h0m0s is out of bounds"},
+		{"hedge 1ns", `upstreamtier {
+			tier a 1.1.1.1
+			hedge 1ns
+		}`, 3, "hedge 1ns is out of bounds: expected between 5ms and 30s"},
+		{"attempt_timeout 1h", `upstreamtier {
+			tier a 1.1.1.1
+			timeout 2s
+			attempt_timeout 1h
+		}`, 4, "attempt_timeout 1h0m0s is out of bounds: expected between 10ms and 30s"},
+		{"attempt_timeout 1ns", `upstreamtier {
+			tier a 1.1.1.1
+			attempt_timeout 1ns
+		}`, 3, "attempt_timeout 1ns is out of bounds"},
+		{"timeout 1h", `upstreamtier {
+			tier a 1.1.1.1
+			timeout 1h
+		}`, 3, "timeout 1h0m0s is out of bounds: expected between 50ms and 30s"},
+		{"timeout 1ms", `upstreamtier {
+			tier a 1.1.1.1
+			timeout 1ms
+		}`, 3, "timeout 1ms is out of bounds"},
+		{"standby_probe 1ms", `upstreamtier {
+			tier a 1.1.1.1
+			standby_probe 1ms
+		}`, 3, "standby_probe 1ms is out of bounds: expected between 1s and 24h0m0s"},
+		{"failover_memory 1ns", `upstreamtier {
+			tier a 1.1.1.1
+			failover_memory 1ns 10
+		}`, 3, "failover_memory 1ns is out of bounds"},
+		{"hedge longer than the default attempt_timeout", `upstreamtier {
+			tier a 1.1.1.1
+			hedge 3s
+			timeout 5s
+		}`, 3, "hedge 3s is not shorter than attempt_timeout 2s (the default)"},
+		{"hedge longer than attempt_timeout", `upstreamtier {
+			tier a 1.1.1.1
+			attempt_timeout 500ms
+			hedge 1s
+		}`, 4, "hedge 1s is not shorter than attempt_timeout 500ms:"},
+		{"hedge longer than a short timeout", `upstreamtier {
+			hedge 500ms
+			tier a 1.1.1.1
+			timeout 300ms
+		}`, 2, "hedge 500ms is not shorter than attempt_timeout 300ms (the default)"},
 
 		// IPv6 forms.
-		{"unclosed bracket", "upstreamtier {\n tier a [::1:53\n}", 2, "[::1:53: unbalanced brackets"},
-		{"unopened bracket", "upstreamtier {\n tier a ::1]:53\n}", 2, "unbalanced brackets"},
-		{"double brackets", "upstreamtier {\n tier a [[::1]]:53\n}", 2, "unbalanced brackets"},
-		{"text after the bracket", "upstreamtier {\n tier a [::1]53\n}", 2, "unbalanced brackets"},
-		{"unbracketed IPv6 with a server name and port", "upstreamtier {\n tier a tls://::1%dns.example:853\n}", 2, "an IPv6 address with a port needs brackets: write tls://[::1]%dns.example:853"},
-		{"link-local zone taken for a server name", "upstreamtier {\n tier a tls://fe80::1%eth0\n}", 2, "link-local address fe80::1 cannot be a tls:// upstream"},
-		{"link-local without its interface", "upstreamtier {\n tier a fe80::1\n}", 2, "link-local address fe80::1 needs its interface: write [fe80::1%eth0]:53"},
-		{"link-local with a port, without its interface", "upstreamtier {\n tier a [fe80::1]:5353\n}", 2, "needs its interface"},
-		{"a zone on a global IPv6 address", "upstreamtier {\n tier a 2001:db8::1%eth0\n}", 2, "a %zone only for link-local IPv6 addresses"},
+		{"unclosed bracket", `upstreamtier {
+			tier a [::1:53
+		}`, 2, "[::1:53: unbalanced brackets"},
+		{"unopened bracket", `upstreamtier {
+			tier a ::1]:53
+		}`, 2, "unbalanced brackets"},
+		{"double brackets", `upstreamtier {
+			tier a [[::1]]:53
+		}`, 2, "unbalanced brackets"},
+		{"text after the bracket", `upstreamtier {
+			tier a [::1]53
+		}`, 2, "unbalanced brackets"},
+		{"unbracketed IPv6 with a server name and port", `upstreamtier {
+			tier a tls://::1%dns.example:853
+		}`, 2, "an IPv6 address with a port needs brackets: write tls://[::1]%dns.example:853"},
+		{"link-local zone taken for a server name", `upstreamtier {
+			tier a tls://fe80::1%eth0
+		}`, 2, "link-local address fe80::1 cannot be a tls:// upstream"},
+		{"link-local without its interface", `upstreamtier {
+			tier a fe80::1
+		}`, 2, "link-local address fe80::1 needs its interface: write [fe80::1%eth0]:53"},
+		{"link-local with a port, without its interface", `upstreamtier {
+			tier a [fe80::1]:5353
+		}`, 2, "needs its interface"},
+		{"a zone on a global IPv6 address", `upstreamtier {
+			tier a 2001:db8::1%eth0
+		}`, 2, "a %zone only for link-local IPv6 addresses"},
 
-		{"a zone that is no interface", "upstreamtier {\n tier a [fe80::1%nosuchif0]:53\n}", 2, "%nosuchif0: no such network interface"},
-		{"IPv6 loopback and port without brackets", "upstreamtier {\n tier a ::1:5301\n}", 2, "::1:5301 is not a server's address; an IPv6 address with a port is written [IP]:port"},
-		{"unspecified address", "upstreamtier {\n tier a 0.0.0.0\n}", 2, "0.0.0.0 is the unspecified address"},
-		{"unspecified IPv6 address", "upstreamtier {\n tier a [::]:53\n}", 2, ":: is the unspecified address"},
-		{"multicast address", "upstreamtier {\n tier a 224.0.0.251:5353\n}", 2, "224.0.0.251 is a multicast address"},
+		{"a zone that is no interface", `upstreamtier {
+			tier a [fe80::1%nosuchif0]:53
+		}`, 2, "%nosuchif0: no such network interface"},
+		{"IPv6 loopback and port without brackets", `upstreamtier {
+			tier a ::1:5301
+		}`, 2, "::1:5301 is not a server's address; an IPv6 address with a port is written [IP]:port"},
+		{"unspecified address", `upstreamtier {
+			tier a 0.0.0.0
+		}`, 2, "0.0.0.0 is the unspecified address"},
+		{"unspecified IPv6 address", `upstreamtier {
+			tier a [::]:53
+		}`, 2, ":: is the unspecified address"},
+		{"multicast address", `upstreamtier {
+			tier a 224.0.0.251:5353
+		}`, 2, "224.0.0.251 is a multicast address"},
 
 		// Host names and the resolver.
-		{"resolver without a host name", "upstreamtier {\n tier a 1.1.1.1\n resolver 127.0.0.1\n}", 3, "resolver does nothing here: no upstream is a host name"},
-		{"resolver without an address", "upstreamtier {\n tier a dns.example\n resolver\n}", 3, "resolver needs at least one IP[:port]"},
-		{"resolver not an address", "upstreamtier {\n tier a dns.example\n resolver dns.google\n}", 3, `resolver: "dns.google" is not IP or IP:port`},
-		{"same host name in two tiers", "upstreamtier {\n tier a dns.example\n tier b dns.example:53\n}", 3, `is already in tier "a"`},
-		{"host name with a bad port", "upstreamtier {\n tier a dns.example:0\n}", 2, `port "0" is not a number between 1 and 65535`},
-		{"host name in a resolv.conf", "upstreamtier {\n tier a @NAMES@\n}", 2, `nameserver "ns.example" is not an IP address; a resolv.conf file lists IP addresses; write a host name as a tier's TO, with resolver`},
+		{"resolver without a host name", `upstreamtier {
+			tier a 1.1.1.1
+			resolver 127.0.0.1
+		}`, 3, "resolver does nothing here: no upstream is a host name"},
+		{"resolver without an address", `upstreamtier {
+			tier a dns.example
+			resolver
+		}`, 3, "resolver needs at least one IP[:port]"},
+		{"resolver not an address", `upstreamtier {
+			tier a dns.example
+			resolver dns.google
+		}`, 3, `resolver: "dns.google" is not IP or IP:port`},
+		{"same host name in two tiers", `upstreamtier {
+			tier a dns.example
+			tier b dns.example:53
+		}`, 3, `is already in tier "a"`},
+		{"host name with a bad port", `upstreamtier {
+			tier a dns.example:0
+		}`, 2, `port "0" is not a number between 1 and 65535`},
+		{"host name in a resolv.conf", `upstreamtier {
+			tier a @NAMES@
+		}`, 2, `nameserver "ns.example" is not an IP address; a resolv.conf file lists IP addresses; write a host name as a tier's TO, with resolver`},
 
-		{"fall negative", "upstreamtier {\n tier a 1.1.1.1\n fall -1\n}", 3, `fall: "-1" is not a number between 0 and 100`},
-		{"rise 0", "upstreamtier {\n tier a 1.1.1.1\n rise 0\n}", 3, `rise: "0" is not a number between 1 and 100`},
+		{"fall negative", `upstreamtier {
+			tier a 1.1.1.1
+			fall -1
+		}`, 3, `fall: "-1" is not a number between 0 and 100`},
+		{"rise 0", `upstreamtier {
+			tier a 1.1.1.1
+			rise 0
+		}`, 3, `rise: "0" is not a number between 1 and 100`},
 
 		// next and next_on_nodata.
-		{"next without rcodes", "upstreamtier {\n tier a 1.1.1.1\n next\n}", 3, "next needs at least one RCODE, e.g. NXDOMAIN"},
-		{"next NOERROR", "upstreamtier {\n tier a 1.1.1.1\n next NOERROR\n}", 3, "next: NOERROR is an answer"},
-		{"next unknown rcode", "upstreamtier {\n tier a 1.1.1.1\n next NXDOMIAN\n}", 3, `next: "NXDOMIAN" is not an rcode`},
-		{"next rcode twice", "upstreamtier {\n tier a 1.1.1.1\n next NXDOMAIN nxdomain\n}", 3, "next: nxdomain listed twice"},
-		{"next_on_nodata with an argument", "upstreamtier {\n tier a 1.1.1.1\n next_on_nodata yes\n}", 3, "next_on_nodata takes no arguments"},
-		{"next in a tier", "upstreamtier {\n tier a 1.1.1.1 {\n  next NXDOMAIN\n }\n}", 3, "next belongs at the top of the upstreamtier block"},
+		{"next without rcodes", `upstreamtier {
+			tier a 1.1.1.1
+			next
+		}`, 3, "next needs at least one RCODE, e.g. NXDOMAIN"},
+		{"next NOERROR", `upstreamtier {
+			tier a 1.1.1.1
+			next NOERROR
+		}`, 3, "next: NOERROR is an answer"},
+		{"next unknown rcode", `upstreamtier {
+			tier a 1.1.1.1
+			next NXDOMIAN
+		}`, 3, `next: "NXDOMIAN" is not an rcode`},
+		{"next rcode twice", `upstreamtier {
+			tier a 1.1.1.1
+			next NXDOMAIN nxdomain
+		}`, 3, "next: nxdomain listed twice"},
+		{"next_on_nodata with an argument", `upstreamtier {
+			tier a 1.1.1.1
+			next_on_nodata yes
+		}`, 3, "next_on_nodata takes no arguments"},
+		{"next in a tier", `upstreamtier {
+			tier a 1.1.1.1 {
+				next NXDOMAIN
+			}
+		}`, 3, "next belongs at the top of the upstreamtier block"},
 
 		// Options that do nothing where they are.
-		{"except zone twice", "upstreamtier {\n tier a 1.1.1.1\n except corp.example corp.example\n}", 3, "except: corp.example. is listed twice, or inside another zone of the list"},
-		{"except zone inside another", "upstreamtier {\n tier a 1.1.1.1 {\n  except a.corp.example corp.example\n }\n}", 3, "except: a.corp.example. is listed twice, or inside another"},
-		{"tier except excluded at the top below", "upstreamtier {\n tier a 1.1.1.1 {\n  except corp.example\n }\n except corp.example\n}", 3, "the top-level except on line 5 already"},
-		{"tier except already excluded at the top", "upstreamtier {\n except corp.example\n tier a 1.1.1.1 {\n  except a.corp.example\n }\n}", 4, `tier "a": except a.corp.example. changes nothing: the top-level except on line 2 already leaves it to the next plugin`},
-		{"prefer_udp in a tier of tls:// only", "upstreamtier {\n tier a tls://1.1.1.1%a.example tls://1.0.0.1%a.example {\n  prefer_udp\n }\n}", 3, `tier "a": prefer_udp does nothing here: every upstream of the tier is tls://`},
-		{"force_tcp in a tier of tls:// only", "upstreamtier {\n tier a tls://1.1.1.1 {\n  tls_servername a.example\n  force_tcp\n }\n}", 4, "force_tcp does nothing here"},
-		{"DoT upstream without a server name", "upstreamtier {\n tier a tls://1.1.1.1\n}", 2, `tier "a": tls://1.1.1.1 has no server name to verify its certificate against`},
-		{"DoT upstream without a server name, tier with a block", "upstreamtier {\n tier a 8.8.8.8 tls://1.1.1.1 {\n  policy sequential\n }\n}", 2, "tls://1.1.1.1 has no server name"},
-		{"health_check domain twice", "upstreamtier {\n tier a 1.1.1.1\n health_check 1s domain a.example domain b.example\n}", 3, "health_check: domain given twice"},
-		{"health_check no_rec twice", "upstreamtier {\n tier a 1.1.1.1\n health_check 1s no_rec no_rec\n}", 3, "health_check: no_rec given twice"},
-		{"a CA file that is not PEM", "upstreamtier {\n tier a tls://1.1.1.1%a.example {\n  tls @RESOLV@\n }\n}", 3, "holds no PEM certificate"},
-		{"udp:// transport", "upstreamtier {\n tier a udp://1.1.1.1\n}", 2, "udp://1.1.1.1: unknown transport udp://"},
-		{"tcp:// transport", "upstreamtier {\n tier a 8.8.8.8 tcp://1.1.1.1:53\n}", 2, "unknown transport tcp://"},
-		{"server name not a host name", "upstreamtier {\n tier a tls://1.1.1.1%a..b\n}", 2, `server name "a..b" is not a host name`},
+		{"except zone twice", `upstreamtier {
+			tier a 1.1.1.1
+			except corp.example corp.example
+		}`, 3, "except: corp.example. is listed twice, or inside another zone of the list"},
+		{"except zone inside another", `upstreamtier {
+			tier a 1.1.1.1 {
+				except a.corp.example corp.example
+			}
+		}`, 3, "except: a.corp.example. is listed twice, or inside another"},
+		{"tier except excluded at the top below", `upstreamtier {
+			tier a 1.1.1.1 {
+				except corp.example
+			}
+			except corp.example
+		}`, 3, "the top-level except on line 5 already"},
+		{"tier except already excluded at the top", `upstreamtier {
+			except corp.example
+			tier a 1.1.1.1 {
+				except a.corp.example
+			}
+		}`, 4, `tier "a": except a.corp.example. changes nothing: the top-level except on line 2 already leaves it to the next plugin`},
+		{"prefer_udp in a tier of tls:// only", `upstreamtier {
+			tier a tls://1.1.1.1%a.example tls://1.0.0.1%a.example {
+				prefer_udp
+			}
+		}`, 3, `tier "a": prefer_udp does nothing here: every upstream of the tier is tls://`},
+		{"force_tcp in a tier of tls:// only", `upstreamtier {
+			tier a tls://1.1.1.1 {
+				tls_servername a.example
+				force_tcp
+			}
+		}`, 4, "force_tcp does nothing here"},
+		{"DoT upstream without a server name", `upstreamtier {
+			tier a tls://1.1.1.1
+		}`, 2, `tier "a": tls://1.1.1.1 has no server name to verify its certificate against`},
+		{"DoT upstream without a server name, tier with a block", `upstreamtier {
+			tier a 8.8.8.8 tls://1.1.1.1 {
+				policy sequential
+			}
+		}`, 2, "tls://1.1.1.1 has no server name"},
+		{"health_check domain twice", `upstreamtier {
+			tier a 1.1.1.1
+			health_check 1s domain a.example domain b.example
+		}`, 3, "health_check: domain given twice"},
+		{"health_check no_rec twice", `upstreamtier {
+			tier a 1.1.1.1
+			health_check 1s no_rec no_rec
+		}`, 3, "health_check: no_rec given twice"},
+		{"a CA file that is not PEM", `upstreamtier {
+			tier a tls://1.1.1.1%a.example {
+				tls @RESOLV@
+			}
+		}`, 3, "holds no PEM certificate"},
+		{"udp:// transport", `upstreamtier {
+			tier a udp://1.1.1.1
+		}`, 2, "udp://1.1.1.1: unknown transport udp://"},
+		{"tcp:// transport", `upstreamtier {
+			tier a 8.8.8.8 tcp://1.1.1.1:53
+		}`, 2, "unknown transport tcp://"},
+		{"server name not a host name", `upstreamtier {
+			tier a tls://1.1.1.1%a..b
+		}`, 2, `server name "a..b" is not a host name`},
 
-		{"tls_servername and %name on one upstream", "upstreamtier {\n tier a tls://1.1.1.1%a.example {\n  tls_servername b.example\n }\n}", 3, "tls://1.1.1.1%a.example: server name given twice: %a.example and tls_servername b.example"},
+		{"tls_servername and %name on one upstream", `upstreamtier {
+			tier a tls://1.1.1.1%a.example {
+				tls_servername b.example
+			}
+		}`, 3, "tls://1.1.1.1%a.example: server name given twice: %a.example and tls_servername b.example"},
 	}
 
 	for i, tc := range tests {
@@ -357,13 +899,19 @@ func TestSetupValid(t *testing.T) {
 		tiers    []setupTierWant
 	}{
 		{
-			desc:  "minimal",
-			input: "upstreamtier {\n tier a 1.1.1.1\n}",
+			desc: "minimal",
+			input: `upstreamtier {
+				tier a 1.1.1.1
+			}`,
 			tiers: []setupTierWant{{name: "a", addrs: []string{"1.1.1.1:53"}}},
 		},
 		{
-			desc:  "three tiers keep their order",
-			input: "upstreamtier {\n tier site 10.0.0.53 10.0.1.53:5353\n tier isp 192.0.2.1\n tier public 9.9.9.9 149.112.112.112\n}",
+			desc: "three tiers keep their order",
+			input: `upstreamtier {
+				tier site 10.0.0.53 10.0.1.53:5353
+				tier isp 192.0.2.1
+				tier public 9.9.9.9 149.112.112.112
+			}`,
 			tiers: []setupTierWant{
 				{name: "site", addrs: []string{"10.0.0.53:53", "10.0.1.53:5353"}},
 				{name: "isp", addrs: []string{"192.0.2.1:53"}},
@@ -371,8 +919,13 @@ func TestSetupValid(t *testing.T) {
 			},
 		},
 		{
-			desc:  "four tiers with names using - and _",
-			input: "upstreamtier {\n tier site-1 10.0.0.1\n tier Site_2 10.0.0.2\n tier isp 192.0.2.1\n tier z 192.0.2.2\n}",
+			desc: "four tiers with names using - and _",
+			input: `upstreamtier {
+				tier site-1 10.0.0.1
+				tier Site_2 10.0.0.2
+				tier isp 192.0.2.1
+				tier z 192.0.2.2
+			}`,
 			tiers: []setupTierWant{
 				{name: "site-1", addrs: []string{"10.0.0.1:53"}},
 				{name: "Site_2", addrs: []string{"10.0.0.2:53"}},
@@ -381,39 +934,57 @@ func TestSetupValid(t *testing.T) {
 			},
 		},
 		{
-			desc:  "resolv.conf expands to its nameservers",
-			input: "upstreamtier {\n tier site 192.0.2.1\n tier isp @RESOLV@\n}",
+			desc: "resolv.conf expands to its nameservers",
+			input: `upstreamtier {
+				tier site 192.0.2.1
+				tier isp @RESOLV@
+			}`,
 			tiers: []setupTierWant{
 				{name: "site", addrs: []string{"192.0.2.1:53"}},
 				{name: "isp", addrs: []string{"10.0.0.1:53", "10.0.0.2:53"}},
 			},
 		},
 		{
-			desc:  "resolv.conf mixed with addresses",
-			input: "upstreamtier {\n tier a 192.0.2.1 @RESOLV@ 192.0.2.2:5300\n}",
+			desc: "resolv.conf mixed with addresses",
+			input: `upstreamtier {
+				tier a 192.0.2.1 @RESOLV@ 192.0.2.2:5300
+			}`,
 			tiers: []setupTierWant{{name: "a", addrs: []string{"192.0.2.1:53", "10.0.0.1:53", "10.0.0.2:53", "192.0.2.2:5300"}}},
 		},
 		{
-			desc:  "DoH and DoQ with server names, and the DoH method",
-			input: "upstreamtier {\n tier a https://9.9.9.9%dns.quad9.net quic://94.140.14.14:8853%dns.adguard-dns.com {\n  doh_method GET\n }\n tier b https://[2620:fe::fe] {\n  tls_servername dns.quad9.net\n }\n}",
+			desc: "DoH and DoQ with server names, and the DoH method",
+			input: `upstreamtier {
+				tier a https://9.9.9.9%dns.quad9.net quic://94.140.14.14:8853%dns.adguard-dns.com {
+					doh_method GET
+				}
+				tier b https://[2620:fe::fe] {
+					tls_servername dns.quad9.net
+				}
+			}`,
 			tiers: []setupTierWant{
 				{name: "a", addrs: []string{"https://9.9.9.9:443", "quic://94.140.14.14:8853"}, sn: map[string]string{"https://9.9.9.9:443": "dns.quad9.net", "quic://94.140.14.14:8853": "dns.adguard-dns.com"}},
 				{name: "b", addrs: []string{"https://[2620:fe::fe]:443"}, sn: map[string]string{"https://[2620:fe::fe]:443": "dns.quad9.net"}},
 			},
 		},
 		{
-			desc:  "dns:// prefix",
-			input: "upstreamtier {\n tier a dns://1.1.1.1 dns://8.8.8.8:5353\n}",
+			desc: "dns:// prefix",
+			input: `upstreamtier {
+				tier a dns://1.1.1.1 dns://8.8.8.8:5353
+			}`,
 			tiers: []setupTierWant{{name: "a", addrs: []string{"1.1.1.1:53", "8.8.8.8:5353"}}},
 		},
 		{
-			desc:  "IPv6",
-			input: "upstreamtier {\n tier a [::1]:53 [2001:db8::1] 2001:db8::2 dns://[2001:db8::3]:5353\n}",
+			desc: "IPv6",
+			input: `upstreamtier {
+				tier a [::1]:53 [2001:db8::1] 2001:db8::2 dns://[2001:db8::3]:5353
+			}`,
 			tiers: []setupTierWant{{name: "a", addrs: []string{"[::1]:53", "[2001:db8::1]:53", "[2001:db8::2]:53", "[2001:db8::3]:5353"}}},
 		},
 		{
-			desc:  "tls with server name, default port 853",
-			input: "upstreamtier {\n tier public tls://1.1.1.1%cloudflare-dns.com tls://9.9.9.9%dns.quad9.net\n}",
+			desc: "tls with server name, default port 853",
+			input: `upstreamtier {
+				tier public tls://1.1.1.1%cloudflare-dns.com tls://9.9.9.9%dns.quad9.net
+			}`,
 			tiers: []setupTierWant{{
 				name:  "public",
 				addrs: []string{"tls://1.1.1.1:853", "tls://9.9.9.9:853"},
@@ -421,8 +992,10 @@ func TestSetupValid(t *testing.T) {
 			}},
 		},
 		{
-			desc:  "tls with server name and port",
-			input: "upstreamtier {\n tier public tls://1.1.1.1%name.example:8853\n}",
+			desc: "tls with server name and port",
+			input: `upstreamtier {
+				tier public tls://1.1.1.1%name.example:8853
+			}`,
 			tiers: []setupTierWant{{
 				name:  "public",
 				addrs: []string{"tls://1.1.1.1:8853"},
@@ -430,8 +1003,10 @@ func TestSetupValid(t *testing.T) {
 			}},
 		},
 		{
-			desc:  "tls with IPv6, server name and port",
-			input: "upstreamtier {\n tier public tls://[2606:4700::1111]%cloudflare-dns.com:8853 tls://[2606:4700::1001]%cloudflare-dns.com\n}",
+			desc: "tls with IPv6, server name and port",
+			input: `upstreamtier {
+				tier public tls://[2606:4700::1111]%cloudflare-dns.com:8853 tls://[2606:4700::1001]%cloudflare-dns.com
+			}`,
 			tiers: []setupTierWant{{
 				name:  "public",
 				addrs: []string{"tls://[2606:4700::1111]:8853", "tls://[2606:4700::1001]:853"},
@@ -439,8 +1014,10 @@ func TestSetupValid(t *testing.T) {
 			}},
 		},
 		{
-			desc:  "tls with IPv6, server name inside the brackets",
-			input: "upstreamtier {\n tier public tls://[2606:4700::1111%cloudflare-dns.com]:8853 tls://[2606:4700::1001%cloudflare-dns.com]\n}",
+			desc: "tls with IPv6, server name inside the brackets",
+			input: `upstreamtier {
+				tier public tls://[2606:4700::1111%cloudflare-dns.com]:8853 tls://[2606:4700::1001%cloudflare-dns.com]
+			}`,
 			tiers: []setupTierWant{{
 				name:  "public",
 				addrs: []string{"tls://[2606:4700::1111]:8853", "tls://[2606:4700::1001]:853"},
@@ -448,8 +1025,12 @@ func TestSetupValid(t *testing.T) {
 			}},
 		},
 		{
-			desc:  "tier-level tls_servername",
-			input: "upstreamtier {\n tier public tls://1.1.1.1 tls://1.0.0.1:8853 {\n  tls_servername cloudflare-dns.com\n }\n}",
+			desc: "tier-level tls_servername",
+			input: `upstreamtier {
+				tier public tls://1.1.1.1 tls://1.0.0.1:8853 {
+					tls_servername cloudflare-dns.com
+				}
+			}`,
 			tiers: []setupTierWant{{
 				name:  "public",
 				addrs: []string{"tls://1.1.1.1:853", "tls://1.0.0.1:8853"},
@@ -457,8 +1038,10 @@ func TestSetupValid(t *testing.T) {
 			}},
 		},
 		{
-			desc:  "tls mixed with plain DNS to the same IP",
-			input: "upstreamtier {\n tier a 1.1.1.1 tls://1.1.1.1%one.one.one.one\n}",
+			desc: "tls mixed with plain DNS to the same IP",
+			input: `upstreamtier {
+				tier a 1.1.1.1 tls://1.1.1.1%one.one.one.one
+			}`,
 			tiers: []setupTierWant{{
 				name:  "a",
 				addrs: []string{"1.1.1.1:53", "tls://1.1.1.1:853"},
@@ -466,8 +1049,19 @@ func TestSetupValid(t *testing.T) {
 			}},
 		},
 		{
-			desc:  "tls with a CA, client certificate and key",
-			input: "upstreamtier {\n tier a tls://192.0.2.1%dns.example {\n  tls @CERT@ @KEY@ @CERT@\n }\n tier b tls://192.0.2.2 {\n  tls @CERT@\n  tls_servername dns.example\n }\n tier c tls://192.0.2.3%dns.example {\n  tls\n }\n}",
+			desc: "tls with a CA, client certificate and key",
+			input: `upstreamtier {
+				tier a tls://192.0.2.1%dns.example {
+					tls @CERT@ @KEY@ @CERT@
+				}
+				tier b tls://192.0.2.2 {
+					tls @CERT@
+					tls_servername dns.example
+				}
+				tier c tls://192.0.2.3%dns.example {
+					tls
+				}
+			}`,
 			tiers: []setupTierWant{
 				{name: "a", addrs: []string{"tls://192.0.2.1:853"}, sn: map[string]string{"tls://192.0.2.1:853": "dns.example"}, rootCAs: true, certs: 1},
 				{name: "b", addrs: []string{"tls://192.0.2.2:853"}, sn: map[string]string{"tls://192.0.2.2:853": "dns.example"}, rootCAs: true},
@@ -475,117 +1069,182 @@ func TestSetupValid(t *testing.T) {
 			},
 		},
 		{
-			desc:  "FROM zones given",
-			input: "upstreamtier example.org example.net {\n tier a 1.1.1.1\n}",
+			desc: "FROM zones given",
+			input: `upstreamtier example.org example.net {
+				tier a 1.1.1.1
+			}`,
 			from:  []string{"example.org.", "example.net."},
 			tiers: []setupTierWant{{name: "a", addrs: []string{"1.1.1.1:53"}}},
 		},
 		{
-			desc:  "FROM defaults to the server block keys",
-			input: "upstreamtier {\n tier a 1.1.1.1\n}",
+			desc: "FROM defaults to the server block keys",
+			input: `upstreamtier {
+				tier a 1.1.1.1
+			}`,
 			keys:  []string{"example.com."},
 			from:  []string{"example.com."},
 			tiers: []setupTierWant{{name: "a", addrs: []string{"1.1.1.1:53"}}},
 		},
 		{
-			desc:  "FROM zones override the server block keys",
-			input: "upstreamtier sub.example.com example.org {\n tier a 1.1.1.1\n}",
+			desc: "FROM zones override the server block keys",
+			input: `upstreamtier sub.example.com example.org {
+				tier a 1.1.1.1
+			}`,
 			keys:  []string{"example.com.:1053", "dns://example.org:53"},
 			from:  []string{"sub.example.com.", "example.org."},
 			tiers: []setupTierWant{{name: "a", addrs: []string{"1.1.1.1:53"}}},
 		},
 		{
-			desc:     "failover in lower case, top-level except",
-			input:    "upstreamtier . {\n tier a 1.1.1.1\n failover nxdomain servfail\n except corp.example Internal.Example.\n}",
+			desc: "failover in lower case, top-level except",
+			input: `upstreamtier . {
+				tier a 1.1.1.1
+				failover nxdomain servfail
+				except corp.example Internal.Example.
+			}`,
 			from:     []string{"."},
 			except:   []string{"corp.example.", "internal.example."},
 			failover: []int{dns.RcodeNameError, dns.RcodeServerFailure},
 			tiers:    []setupTierWant{{name: "a", addrs: []string{"1.1.1.1:53"}}},
 		},
 		{
-			desc:     "failover REFUSED only",
-			input:    "upstreamtier {\n tier a 1.1.1.1\n failover REFUSED\n}",
+			desc: "failover REFUSED only",
+			input: `upstreamtier {
+				tier a 1.1.1.1
+				failover REFUSED
+			}`,
 			failover: []int{dns.RcodeRefused},
 			tiers:    []setupTierWant{{name: "a", addrs: []string{"1.1.1.1:53"}}},
 		},
 		{
-			desc:  "policy random",
-			input: "upstreamtier {\n tier a 1.1.1.1 8.8.8.8 {\n  policy random\n }\n}",
+			desc: "policy random",
+			input: `upstreamtier {
+				tier a 1.1.1.1 8.8.8.8 {
+					policy random
+				}
+			}`,
 			tiers: []setupTierWant{{name: "a", addrs: []string{"1.1.1.1:53", "8.8.8.8:53"}, policy: "random"}},
 		},
 		{
-			desc:  "policy round_robin",
-			input: "upstreamtier {\n tier a 1.1.1.1 8.8.8.8 {\n  policy round_robin\n }\n}",
+			desc: "policy round_robin",
+			input: `upstreamtier {
+				tier a 1.1.1.1 8.8.8.8 {
+					policy round_robin
+				}
+			}`,
 			tiers: []setupTierWant{{name: "a", addrs: []string{"1.1.1.1:53", "8.8.8.8:53"}, policy: "round_robin"}},
 		},
 		{
-			desc:  "policy sequential",
-			input: "upstreamtier {\n tier a 1.1.1.1 8.8.8.8 {\n  policy sequential\n }\n}",
+			desc: "policy sequential",
+			input: `upstreamtier {
+				tier a 1.1.1.1 8.8.8.8 {
+					policy sequential
+				}
+			}`,
 			tiers: []setupTierWant{{name: "a", addrs: []string{"1.1.1.1:53", "8.8.8.8:53"}, policy: "sequential"}},
 		},
 		{
-			desc:  "empty tier block",
-			input: "upstreamtier {\n tier a 1.1.1.1 {\n }\n tier b 8.8.8.8\n}",
+			desc: "empty tier block",
+			input: `upstreamtier {
+				tier a 1.1.1.1 {
+				}
+				tier b 8.8.8.8
+			}`,
 			tiers: []setupTierWant{{name: "a", addrs: []string{"1.1.1.1:53"}}, {name: "b", addrs: []string{"8.8.8.8:53"}}},
 		},
 		{
-			desc:  "force_tcp and prefer_udp in different tiers, tier except",
-			input: "upstreamtier {\n tier a 1.1.1.1 {\n  force_tcp\n  except corp.example\n }\n tier b 8.8.8.8 {\n  prefer_udp\n  except corp.example other.example\n }\n}",
+			desc: "force_tcp and prefer_udp in different tiers, tier except",
+			input: `upstreamtier {
+				tier a 1.1.1.1 {
+					force_tcp
+					except corp.example
+				}
+				tier b 8.8.8.8 {
+					prefer_udp
+					except corp.example other.example
+				}
+			}`,
 			tiers: []setupTierWant{
 				{name: "a", addrs: []string{"1.1.1.1:53"}, forceTCP: true, except: []string{"corp.example."}},
 				{name: "b", addrs: []string{"8.8.8.8:53"}, preferUDP: true, except: []string{"corp.example.", "other.example."}},
 			},
 		},
 		{
-			desc:    "timeouts",
-			input:   "upstreamtier {\n tier a 1.1.1.1\n attempt_timeout 300ms\n timeout 2s\n}",
+			desc: "timeouts",
+			input: `upstreamtier {
+				tier a 1.1.1.1
+				attempt_timeout 300ms
+				timeout 2s
+			}`,
 			timeout: 2 * time.Second,
 			attempt: 300 * time.Millisecond,
 			tiers:   []setupTierWant{{name: "a", addrs: []string{"1.1.1.1:53"}}},
 		},
 		{
-			desc:    "attempt_timeout equal to timeout",
-			input:   "upstreamtier {\n timeout 1500ms\n attempt_timeout 1.5s\n tier a 1.1.1.1\n}",
+			desc: "attempt_timeout equal to timeout",
+			input: `upstreamtier {
+				timeout 1500ms
+				attempt_timeout 1.5s
+				tier a 1.1.1.1
+			}`,
 			timeout: 1500 * time.Millisecond,
 			attempt: 1500 * time.Millisecond,
 			tiers:   []setupTierWant{{name: "a", addrs: []string{"1.1.1.1:53"}}},
 		},
 		{
-			desc:  "FROM wider than the server block",
-			input: "upstreamtier . {\n tier a 1.1.1.1\n}",
+			desc: "FROM wider than the server block",
+			input: `upstreamtier . {
+				tier a 1.1.1.1
+			}`,
 			keys:  []string{"example.com."},
 			from:  []string{"."},
 			tiers: []setupTierWant{{name: "a", addrs: []string{"1.1.1.1:53"}}},
 		},
 		{
-			desc:  "FROM a reverse zone in CIDR notation",
-			input: "upstreamtier 10.0.0.0/8 {\n tier a 1.1.1.1\n}",
+			desc: "FROM a reverse zone in CIDR notation",
+			input: `upstreamtier 10.0.0.0/8 {
+				tier a 1.1.1.1
+			}`,
 			from:  []string{"10.in-addr.arpa."},
 			tiers: []setupTierWant{{name: "a", addrs: []string{"1.1.1.1:53"}}},
 		},
 		{
-			desc:  "one IP in two tiers, plain and DoT: two servers",
-			input: "upstreamtier {\n tier a 1.1.1.1\n tier b tls://1.1.1.1%one.one.one.one\n}",
+			desc: "one IP in two tiers, plain and DoT: two servers",
+			input: `upstreamtier {
+				tier a 1.1.1.1
+				tier b tls://1.1.1.1%one.one.one.one
+			}`,
 			tiers: []setupTierWant{{name: "a", addrs: []string{"1.1.1.1:53"}}, {name: "b", addrs: []string{"tls://1.1.1.1:853"}, sn: map[string]string{"tls://1.1.1.1:853": "one.one.one.one"}}},
 		},
 		{
-			desc:  "link-local IPv6 with its interface",
-			input: "upstreamtier {\n tier a fe80::1%lo [fe80::2%lo]:5353\n}",
+			desc: "link-local IPv6 with its interface",
+			input: `upstreamtier {
+				tier a fe80::1%lo [fe80::2%lo]:5353
+			}`,
 			tiers: []setupTierWant{{name: "a", addrs: []string{"[fe80::1%lo]:53", "[fe80::2%lo]:5353"}}},
 		},
 		{
-			desc:  "IPv4-mapped IPv6 is the IPv4 address",
-			input: "upstreamtier {\n tier a [::ffff:192.0.2.1]:53\n}",
+			desc: "IPv4-mapped IPv6 is the IPv4 address",
+			input: `upstreamtier {
+				tier a [::ffff:192.0.2.1]:53
+			}`,
 			tiers: []setupTierWant{{name: "a", addrs: []string{"192.0.2.1:53"}}},
 		},
 		{
-			desc:  "unbracketed IPv6 over tls with tls_servername",
-			input: "upstreamtier {\n tier a tls://2001:db8::1 {\n  tls_servername dns.example\n }\n}",
+			desc: "unbracketed IPv6 over tls with tls_servername",
+			input: `upstreamtier {
+				tier a tls://2001:db8::1 {
+					tls_servername dns.example
+				}
+			}`,
 			tiers: []setupTierWant{{name: "a", addrs: []string{"tls://[2001:db8::1]:853"}, sn: map[string]string{"tls://[2001:db8::1]:853": "dns.example"}}},
 		},
 		{
-			desc:  "a tier except inside FROM",
-			input: "upstreamtier example.org {\n tier a 1.1.1.1 {\n  except corp.example.org\n }\n}",
+			desc: "a tier except inside FROM",
+			input: `upstreamtier example.org {
+				tier a 1.1.1.1 {
+					except corp.example.org
+				}
+			}`,
 			from:  []string{"example.org."},
 			tiers: []setupTierWant{{name: "a", addrs: []string{"1.1.1.1:53"}, except: []string{"corp.example.org."}}},
 		},
@@ -758,7 +1417,11 @@ func setupCheckTier(t *testing.T, tr *Tier, want setupTierWant) {
 // blocks and hands the directive's tokens, with their line in the file, to
 // setup.
 func TestSetupErrorNamesLine(t *testing.T) {
-	input := "upstreamtier {\n tier site 10.0.0.53\n tier isp 192.0.2.1\n timeout abc\n}"
+	input := `upstreamtier {
+		tier site 10.0.0.53
+		tier isp 192.0.2.1
+		timeout abc
+	}`
 	err := setup(caddy.NewTestController("dns", input))
 	if err == nil {
 		t.Fatal("expected an error")
@@ -851,10 +1514,24 @@ func TestSetupHealthOptions(t *testing.T) {
 		attempt   time.Duration
 		interval  time.Duration
 	}{
-		{"defaults", "upstreamtier {\n tier a 1.1.1.1\n}", 30 * time.Second, 5 * time.Second, 2 * time.Second, 250 * time.Millisecond},
-		{"standby_probe and memory set", "upstreamtier {\n tier a 1.1.1.1\n standby_probe 1m\n failover_memory 2s 100\n}", time.Minute, 2 * time.Second, 2 * time.Second, 250 * time.Millisecond},
-		{"both off", "upstreamtier {\n tier a 1.1.1.1\n standby_probe off\n failover_memory off\n}", 0, 0, 2 * time.Second, 250 * time.Millisecond},
-		{"attempt_timeout follows a short timeout", "upstreamtier {\n tier a 1.1.1.1\n timeout 500ms\n health_check 1s\n}", 30 * time.Second, 5 * time.Second, 500 * time.Millisecond, time.Second},
+		{"defaults", `upstreamtier {
+			tier a 1.1.1.1
+		}`, 30 * time.Second, 5 * time.Second, 2 * time.Second, 250 * time.Millisecond},
+		{"standby_probe and memory set", `upstreamtier {
+			tier a 1.1.1.1
+			standby_probe 1m
+			failover_memory 2s 100
+		}`, time.Minute, 2 * time.Second, 2 * time.Second, 250 * time.Millisecond},
+		{"both off", `upstreamtier {
+			tier a 1.1.1.1
+			standby_probe off
+			failover_memory off
+		}`, 0, 0, 2 * time.Second, 250 * time.Millisecond},
+		{"attempt_timeout follows a short timeout", `upstreamtier {
+			tier a 1.1.1.1
+			timeout 500ms
+			health_check 1s
+		}`, 30 * time.Second, 5 * time.Second, 500 * time.Millisecond, time.Second},
 	}
 	for _, tc := range tests {
 		t.Run(tc.desc, func(t *testing.T) {

@@ -103,7 +103,11 @@ func TestDownProbeAnyRcodeBringsBack(t *testing.T) {
 // name: then its rcode counts, as before.
 func TestProbeDomainRcodeCounts(t *testing.T) {
 	up := startUpstreams(t, 2)
-	ut := newPlugin(t, "upstreamtier {\n tier site %s\n tier isp %s\n health_check 20ms domain probe.example\n}", up...)
+	ut := newPlugin(t, `upstreamtier {
+		tier site %s
+		tier isp %s
+		health_check 20ms domain probe.example
+	}`, up...)
 	changes := watch(t, ut)
 	up[0].SetRules(faultdns.Rule{Zone: "probe.example", Mode: faultdns.Refused})
 	ut.startProbing()
@@ -165,7 +169,10 @@ func TestFailsEveryNameGoesDown(t *testing.T) {
 // once, and it is back when it answers a client's name again.
 func TestFailsEveryNameAlone(t *testing.T) {
 	up := startUpstreams(t, 1)
-	ut := newPlugin(t, "upstreamtier {\n tier only %s\n health_check 20ms\n}", up...)
+	ut := newPlugin(t, `upstreamtier {
+		tier only %s
+		health_check 20ms
+	}`, up...)
 	changes := watch(t, ut)
 	up[0].SetMode(faultdns.Refused)
 	upstreamsOf(ut)[0].startupProbe()
@@ -188,7 +195,10 @@ func TestFailsEveryNameAlone(t *testing.T) {
 // down probe asks, and brings it back.
 func TestStubDownComesBackOnItsNames(t *testing.T) {
 	up := startUpstreams(t, 1)
-	ut := newPlugin(t, "upstreamtier {\n tier origin %s\n health_check 20ms\n}", up...)
+	ut := newPlugin(t, `upstreamtier {
+		tier origin %s
+		health_check 20ms
+	}`, up...)
 	changes := watch(t, ut)
 	up[0].SetRules(faultdns.Rule{Zone: "origin.test", Mode: faultdns.OK}, faultdns.Rule{Mode: faultdns.Refused})
 	upstreamsOf(ut)[0].startupProbe()
@@ -216,7 +226,9 @@ func TestStartupLogNamesProbeNameFailure(t *testing.T) {
 	logs := watchLog(t)
 	up := startUpstreams(t, 1)
 	failProbeName(t, up[0], faultdns.Refused)
-	ut := newPlugin(t, "upstreamtier {\n tier origin %s\n}", up...)
+	ut := newPlugin(t, `upstreamtier {
+		tier origin %s
+	}`, up...)
 	ut.startProbing()
 	line := logs.wait(t, "fails the probe name")
 	if !strings.Contains(line, up[0].Addr()) || !strings.Contains(line, "health_check INTERVAL domain NAME") {
@@ -273,7 +285,12 @@ func TestProbeFailoverRcodeKeepsDown(t *testing.T) {
 // Probes ask for the health_check domain, with or without RD.
 func TestProbeDomain(t *testing.T) {
 	up := startUpstreams(t, 2)
-	ut := newPlugin(t, "upstreamtier {\n tier site %s\n tier isp %s\n health_check 10ms domain probe.example no_rec\n fall 1\n}", up...)
+	ut := newPlugin(t, `upstreamtier {
+		tier site %s
+		tier isp %s
+		health_check 10ms domain probe.example no_rec
+		fall 1
+	}`, up...)
 	changes := watch(t, ut)
 	up[0].SetMode(faultdns.Refused)
 	serve(t, ut, newClientQuery("www.example.org", dns.TypeA), false)

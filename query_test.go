@@ -13,7 +13,15 @@ import (
 // the lower tier sees nothing.
 func TestHedge(t *testing.T) {
 	up := startUpstreams(t, 3)
-	ut := newPlugin(t, "upstreamtier {\n tier site %s %s {\n policy sequential\n }\n tier isp %s\n hedge 10ms\n attempt_timeout 1s\n fall 100\n}", up...)
+	ut := newPlugin(t, `upstreamtier {
+		tier site %s %s {
+			policy sequential
+		}
+		tier isp %s
+		hedge 10ms
+		attempt_timeout 1s
+		fall 100
+	}`, up...)
 	up[0].SetMode(faultdns.Slow)
 	up[0].SetDelay(300 * time.Millisecond)
 	for _, tcp := range []bool{false, true} {
@@ -38,7 +46,13 @@ func TestHedge(t *testing.T) {
 // the lower tier long before its attempt times out.
 func TestSlowMissStaysInTier(t *testing.T) {
 	up := startUpstreams(t, 2)
-	ut := newPlugin(t, "upstreamtier {\n tier site %s\n tier isp %s\n hedge 10ms\n attempt_timeout 2s\n fall 100\n}", up...)
+	ut := newPlugin(t, `upstreamtier {
+		tier site %s
+		tier isp %s
+		hedge 10ms
+		attempt_timeout 2s
+		fall 100
+	}`, up...)
 	up[0].SetRules(faultdns.Rule{Zone: "miss.example.org", Mode: faultdns.Slow, Delay: 300 * time.Millisecond})
 	q := newClientQuery("slow.miss.example.org", dns.TypeA)
 	m, _ := serve(t, ut, q, false)
@@ -64,8 +78,18 @@ func TestNoHedge(t *testing.T) {
 		stanza    string
 		maxHedges int64
 	}{
-		{"hedge off", "upstreamtier {\n tier site %s\n tier isp %s\n hedge off\n attempt_timeout 1s\n}", defaultMaxHedges},
-		{"no hedge slot", "upstreamtier {\n tier site %s\n tier isp %s\n hedge 10ms\n fall 100\n}", 0},
+		{"hedge off", `upstreamtier {
+			tier site %s
+			tier isp %s
+			hedge off
+			attempt_timeout 1s
+		}`, defaultMaxHedges},
+		{"no hedge slot", `upstreamtier {
+			tier site %s
+			tier isp %s
+			hedge 10ms
+			fall 100
+		}`, 0},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -88,7 +112,14 @@ func TestNoHedge(t *testing.T) {
 // the attempt in flight fails, the query fails over to that candidate.
 func TestHedgeCapKeepsCandidate(t *testing.T) {
 	up := startUpstreams(t, 3)
-	ut := newPlugin(t, "upstreamtier {\n tier site %s\n tier isp %s\n tier public %s\n hedge 10ms\n attempt_timeout 200ms\n fall 100\n}", up...)
+	ut := newPlugin(t, `upstreamtier {
+		tier site %s
+		tier isp %s
+		tier public %s
+		hedge 10ms
+		attempt_timeout 200ms
+		fall 100
+	}`, up...)
 	ut.maxHedges = 0
 	up[0].SetMode(faultdns.Blackhole)
 	q := newClientQuery("www.example.org", dns.TypeA)

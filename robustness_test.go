@@ -53,7 +53,11 @@ func TestMaxConcurrent(t *testing.T) {
 	up := startUpstreams(t, 1)
 	up[0].SetMode(faultdns.Slow)
 	up[0].SetDelay(300 * time.Millisecond)
-	ut := newPlugin(t, "upstreamtier {\n tier site %s\n max_concurrent 2\n hedge off\n}", up...)
+	ut := newPlugin(t, `upstreamtier {
+		tier site %s
+		max_concurrent 2
+		hedge off
+	}`, up...)
 
 	var wg sync.WaitGroup
 	for range 2 {
@@ -76,7 +80,9 @@ func TestMaxConcurrent(t *testing.T) {
 // an upstream.
 func TestMalformedQueries(t *testing.T) {
 	up := startUpstreams(t, 1)
-	ut := newPlugin(t, "upstreamtier {\n tier site %s\n}", up...)
+	ut := newPlugin(t, `upstreamtier {
+		tier site %s
+	}`, up...)
 
 	noQuestion := new(dns.Msg)
 	noQuestion.Id = 1

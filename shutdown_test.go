@@ -147,13 +147,22 @@ func TestShutdownBlackholedEncrypted(t *testing.T) {
 func TestReloadBlackholed(t *testing.T) {
 	up := startUpstreams(t, 1)
 	bh := blackhole(t)
-	old := newPluginAddrs(t, "upstreamtier {\n tier site %s\n timeout 30s\n attempt_timeout 30s\n}", bh)
+	old := newPluginAddrs(t, `upstreamtier {
+		tier site %s
+		timeout 30s
+		attempt_timeout 30s
+	}`, bh)
 	old.startProbing()
 	served := serveBackground(t, old, 1)
 	waitProbing(t, old, bh)
 	shutdownWithin(t, old)
 
-	fresh := newPluginAddrs(t, "upstreamtier {\n tier site %s\n tier isp %s\n timeout 30s\n attempt_timeout 30s\n}", up[0].Addr(), bh)
+	fresh := newPluginAddrs(t, `upstreamtier {
+		tier site %s
+		tier isp %s
+		timeout 30s
+		attempt_timeout 30s
+	}`, up[0].Addr(), bh)
 	fresh.startProbing()
 	q := newClientQuery("www.example.org", dns.TypeA)
 	var m *dns.Msg
@@ -170,7 +179,14 @@ func TestReloadBlackholed(t *testing.T) {
 // evidence: only probes take the silent upstream down.
 func TestAbandonedAttemptsEnd(t *testing.T) {
 	up := startUpstreams(t, 2)
-	ut := newPlugin(t, "upstreamtier {\n tier site %s\n tier isp %s\n timeout 30s\n attempt_timeout 30s\n fall 100\n health_check 1m\n}", up...)
+	ut := newPlugin(t, `upstreamtier {
+		tier site %s
+		tier isp %s
+		timeout 30s
+		attempt_timeout 30s
+		fall 100
+		health_check 1m
+	}`, up...)
 	// The RTTs are learnt while tier 1 answers; then it goes silent.
 	for range 20 {
 		serveRcode(t, ut, newClientQuery("warm.example.org", dns.TypeA))

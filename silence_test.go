@@ -20,8 +20,17 @@ var silentStanzas = map[string]struct {
 	stanza    string
 	upstreams int
 }{
-	"one upstream": {"upstreamtier {\n tier only %s\n attempt_timeout 30s\n timeout 30s\n}", 1},
-	"two tiers":    {"upstreamtier {\n tier site %s\n tier isp %s\n attempt_timeout 30s\n timeout 30s\n}", 2},
+	"one upstream": {`upstreamtier {
+		tier only %s
+		attempt_timeout 30s
+		timeout 30s
+	}`, 1},
+	"two tiers": {`upstreamtier {
+		tier site %s
+		tier isp %s
+		attempt_timeout 30s
+		timeout 30s
+	}`, 2},
 }
 
 // When every upstream goes silent (blackholed, or frozen: the kernel

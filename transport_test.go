@@ -25,7 +25,11 @@ func TestUpstreamClosedPooledConnections(t *testing.T) {
 		srv := &dns.Server{Listener: l, Net: "tcp", MaxTCPQueries: 1, Handler: meetFirst(inFlight, dns.HandlerFunc(answerDoT))}
 		go srv.ActivateAndServe()
 		t.Cleanup(func() { srv.Shutdown() })
-		ut := newPlugin(t, fmt.Sprintf("upstreamtier {\n tier tcp %s {\n force_tcp\n }\n}", l.Addr()))
+		ut := newPlugin(t, fmt.Sprintf(`upstreamtier {
+			tier tcp %s {
+				force_tcp
+			}
+		}`, l.Addr()))
 		checkClosedPooled(t, ut, inFlight)
 	})
 	t.Run("tls", func(t *testing.T) {
@@ -33,7 +37,12 @@ func TestUpstreamClosedPooledConnections(t *testing.T) {
 			srv.MaxTCPQueries = 1
 			srv.Handler = meetFirst(inFlight, srv.Handler)
 		})
-		ut := newPlugin(t, fmt.Sprintf("upstreamtier {\n tier dot tls://%s {\n tls %s\n tls_servername %s\n }\n}", addr, caFile, dotServerName))
+		ut := newPlugin(t, fmt.Sprintf(`upstreamtier {
+			tier dot tls://%s {
+				tls %s
+				tls_servername %s
+			}
+		}`, addr, caFile, dotServerName))
 		checkClosedPooled(t, ut, inFlight)
 	})
 }

@@ -126,7 +126,9 @@ func TestAllDownServfailWithEDE(t *testing.T) {
 // A client without EDNS0 gets no OPT record back (RFC 6891), so no EDE.
 func TestAllDownWithoutEDNS(t *testing.T) {
 	up := startUpstreams(t, 1)
-	ut := newPlugin(t, "upstreamtier {\n tier site %s\n}", up...)
+	ut := newPlugin(t, `upstreamtier {
+		tier site %s
+	}`, up...)
 	up[0].SetMode(faultdns.Closed)
 	q := new(dns.Msg)
 	q.SetQuestion("www.example.org.", dns.TypeA)
@@ -176,13 +178,20 @@ func TestFailoverRcodes(t *testing.T) {
 	up[0].SetMode(faultdns.NXDomain)
 	q := newClientQuery("www.example.org", dns.TypeA)
 
-	ut := newPlugin(t, "upstreamtier {\n tier site %s\n tier isp %s\n}", up...)
+	ut := newPlugin(t, `upstreamtier {
+		tier site %s
+		tier isp %s
+	}`, up...)
 	m, _ := serve(t, ut, q, false)
 	if m == nil || m.Rcode != dns.RcodeNameError {
 		t.Fatalf("want NXDOMAIN passed through, got %v", m)
 	}
 
-	ut = newPlugin(t, "upstreamtier {\n tier site %s\n tier isp %s\n failover NXDOMAIN\n}", up...)
+	ut = newPlugin(t, `upstreamtier {
+		tier site %s
+		tier isp %s
+		failover NXDOMAIN
+	}`, up...)
 	m, _ = serve(t, ut, q, false)
 	expectFrom(t, q, m, up[1])
 }
@@ -192,7 +201,10 @@ func TestFailoverRcodes(t *testing.T) {
 func TestTruncated(t *testing.T) {
 	up := startUpstreams(t, 2)
 	up[0].SetMode(faultdns.Truncate)
-	ut := newPlugin(t, "upstreamtier {\n tier site %s\n tier isp %s\n}", up...)
+	ut := newPlugin(t, `upstreamtier {
+		tier site %s
+		tier isp %s
+	}`, up...)
 	q := newClientQuery("www.example.org", dns.TypeA)
 
 	m, err := serve(t, ut, q, false)
@@ -216,7 +228,11 @@ func TestTruncated(t *testing.T) {
 func TestPreferUDPRetriesTruncatedOverTCP(t *testing.T) {
 	up := startUpstreams(t, 1)
 	up[0].SetMode(faultdns.Truncate)
-	ut := newPlugin(t, "upstreamtier {\n tier site %s {\n prefer_udp\n }\n}", up...)
+	ut := newPlugin(t, `upstreamtier {
+		tier site %s {
+			prefer_udp
+		}
+	}`, up...)
 	q := newClientQuery("www.example.org", dns.TypeA)
 	m, err := serve(t, ut, q, true)
 	if err != nil {
@@ -231,7 +247,11 @@ func TestPreferUDPRetriesTruncatedOverTCP(t *testing.T) {
 func TestForceTCP(t *testing.T) {
 	up := startUpstreams(t, 1)
 	up[0].SetMode(faultdns.Truncate) // truncates over UDP only
-	ut := newPlugin(t, "upstreamtier {\n tier site %s {\n force_tcp\n }\n}", up...)
+	ut := newPlugin(t, `upstreamtier {
+		tier site %s {
+			force_tcp
+		}
+	}`, up...)
 	q := newClientQuery("www.example.org", dns.TypeA)
 	m, err := serve(t, ut, q, false)
 	if err != nil {
@@ -243,7 +263,10 @@ func TestForceTCP(t *testing.T) {
 // Names outside FROM or in except go to the next plugin.
 func TestNotHandledGoesToNext(t *testing.T) {
 	up := startUpstreams(t, 1)
-	ut := newPlugin(t, "upstreamtier example.org {\n tier site %s\n except private.example.org\n}", up...)
+	ut := newPlugin(t, `upstreamtier example.org {
+		tier site %s
+		except private.example.org
+	}`, up...)
 	for _, name := range []string{"www.example.com", "a.private.example.org"} {
 		_, err := serve(t, ut, newClientQuery(name, dns.TypeA), false)
 		if !errors.Is(err, errNextCalled) {
@@ -261,7 +284,12 @@ func TestNotHandledGoesToNext(t *testing.T) {
 // A tier's except keeps names away from it, even when the tiers above fail.
 func TestTierExcept(t *testing.T) {
 	up := startUpstreams(t, 2)
-	ut := newPlugin(t, "upstreamtier {\n tier site %s\n tier public %s {\n except corp.example\n }\n}", up...)
+	ut := newPlugin(t, `upstreamtier {
+		tier site %s
+		tier public %s {
+			except corp.example
+		}
+	}`, up...)
 	up[0].SetMode(faultdns.Closed)
 
 	q := newClientQuery("www.corp.example", dns.TypeA)
@@ -281,7 +309,11 @@ func TestTierExcept(t *testing.T) {
 // When no tier may see a name at all, the EDE says so.
 func TestAllTiersBarred(t *testing.T) {
 	up := startUpstreams(t, 1)
-	ut := newPlugin(t, "upstreamtier {\n tier public %s {\n except corp.example\n }\n}", up...)
+	ut := newPlugin(t, `upstreamtier {
+		tier public %s {
+			except corp.example
+		}
+	}`, up...)
 	m, _ := serve(t, ut, newClientQuery("www.corp.example", dns.TypeA), false)
 	if e := ede(m); m.Rcode != dns.RcodeServerFailure || e == nil || e.InfoCode != dns.ExtendedErrorCodeProhibited {
 		t.Fatalf("want SERVFAIL with EDE Prohibited, got\n%s", m)

@@ -21,11 +21,28 @@ func TestStartupForwardOverlap(t *testing.T) {
 		plugin string // the server block's upstreamtier and forward lines
 		want   string // "" when CoreDNS must start
 	}{
-		{"same zone", "upstreamtier . {\n tier a 127.0.0.1:1\n }\n forward . 127.0.0.1:2", "plugin/upstreamtier: Corefile:2 - Error during parsing: upstreamtier and forward both claim . in this server block"},
-		{"forward inside FROM", "upstreamtier {\n tier a 127.0.0.1:1\n }\n forward corp.example 127.0.0.1:2", "both claim corp.example."},
-		{"upstreamtier for one zone, forward for the rest", "upstreamtier corp.example {\n tier a 127.0.0.1:1\n }\n forward . 127.0.0.1:2", ""},
-		{"forward after next NXDOMAIN", "upstreamtier {\n tier a 127.0.0.1:1\n next NXDOMAIN\n }\n forward . 127.0.0.1:2", ""},
-		{"forward for an except of upstreamtier", "upstreamtier {\n tier a 127.0.0.1:1\n except corp.example\n }\n forward corp.example 127.0.0.1:2", ""},
+		{"same zone", `upstreamtier . {
+			tier a 127.0.0.1:1
+		}
+		forward . 127.0.0.1:2`, "plugin/upstreamtier: Corefile:2 - Error during parsing: upstreamtier and forward both claim . in this server block"},
+		{"forward inside FROM", `upstreamtier {
+			tier a 127.0.0.1:1
+		}
+		forward corp.example 127.0.0.1:2`, "both claim corp.example."},
+		{"upstreamtier for one zone, forward for the rest", `upstreamtier corp.example {
+			tier a 127.0.0.1:1
+		}
+		forward . 127.0.0.1:2`, ""},
+		{"forward after next NXDOMAIN", `upstreamtier {
+			tier a 127.0.0.1:1
+			next NXDOMAIN
+		}
+		forward . 127.0.0.1:2`, ""},
+		{"forward for an except of upstreamtier", `upstreamtier {
+			tier a 127.0.0.1:1
+			except corp.example
+		}
+		forward corp.example 127.0.0.1:2`, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.desc, func(t *testing.T) {
