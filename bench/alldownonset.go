@@ -323,8 +323,8 @@ func (b *bench) onsetTable(runs [][]*onsetRun, notes []string) string {
 				st.window.servfail, st.ede22, first, ede, slow, steady, ms(st.window.p50), ms(st.window.p99),
 				st.after.servfail, st.after.lost)
 			if st.before.lost+st.before.servfail+st.before.wrong > 0 {
-				notes = append(notes, fmt.Sprintf("%s, %s: before the fault %d unanswered, %d SERVFAIL, %d wrong of %d", c.id, r.forwarder,
-					st.before.lost, st.before.servfail, st.before.wrong, st.before.sent))
+				notes = append(notes, fmt.Sprintf("%s, %s: before the fault %d unanswered, %d SERVFAIL, %d wrong of %d%s", c.id, r.forwarder,
+					st.before.lost, st.before.servfail, st.before.wrong, st.before.sent, badBefore(r.load.records, r.faultAt, b.timeout)))
 			}
 			if w := st.window.wrong + st.after.wrong; w > 0 {
 				notes = append(notes, fmt.Sprintf("%s, %s: %d wrong answers", c.id, r.forwarder, w))
@@ -364,6 +364,30 @@ func onsetTargetNote(c onsetCase, r *onsetRun, st onsetStats) string {
 		fmt.Sprintf("%d SERVFAIL after recovery (< %d: %s)", st.after.servfail, onsetTargetRecovery, verdict(st.after.servfail < onsetTargetRecovery)),
 	}
 	return fmt.Sprintf("upstreamtier, %s, against the targets: %s", c.id, strings.Join(checks, "; "))
+}
+
+// badBefore says how long before the onset the healthy phase's queries without a right answer were sent, e.g.
+// ", sent 40-0.5 ms before the onset": those sent just before it may have met the silence.
+func badBefore(recs []record, faultAt, timeout time.Duration) string {
+	first, last := time.Duration(-1), time.Duration(-1)
+	for i := range recs {
+		r := &recs[i]
+		t := time.Duration(r.sent)
+		if t >= faultAt {
+			break
+		}
+		if _, ok := r.latency(timeout); ok && r.rcode == dns.RcodeSuccess && !r.wrong {
+			continue
+		}
+		if first < 0 {
+			first = faultAt - t
+		}
+		last = faultAt - t
+	}
+	if first < 0 {
+		return ""
+	}
+	return fmt.Sprintf(", sent %s–%s ms before the onset", ms(first), ms(last))
 }
 
 // slowAfterNote says when the window's queries after the first fast SERVFAIL that got none were sent, and what they got.

@@ -206,3 +206,16 @@ func TestLogNote(t *testing.T) {
 		t.Error("pluginLine keeps the plugins' lines only")
 	}
 }
+
+func TestBadBefore(t *testing.T) {
+	ms := time.Millisecond
+	recs := onsetRecs(1000, silentUntil(500, 500, 1000))
+	if got := badBefore(recs, 500*ms, 2*time.Second); got != "" {
+		t.Errorf("all right before the onset: %q", got)
+	}
+	recs[100].recv.Store(0)
+	recs[498].rcode = dns.RcodeServerFailure
+	if got := badBefore(recs, 500*ms, 2*time.Second); got != ", sent 400–2.0 ms before the onset" {
+		t.Errorf("badBefore = %q", got)
+	}
+}
