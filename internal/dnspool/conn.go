@@ -34,7 +34,6 @@ type Conn struct {
 	pooled  bool   // it was idle in the pool, not dialled for the attempt
 	spoiled bool   // something may still touch it: never reuse it
 	id      uint16 // the query's ID
-	size    int    // the largest answer over UDP: the client's buffer size
 }
 
 // ErrWrongID is the error of an answer with another ID over TCP, where no
@@ -44,10 +43,10 @@ var ErrWrongID = errors.New("answer with another ID over TCP")
 // Send writes the packed query wire to the upstream under a fresh random
 // ID and returns the connection the answer will come on: a pooled one, or
 // a new one that is dialled, until the deadline or until ctx is done, and
-// written on in the background (see dial). size is the largest answer the
-// client takes over UDP. wire's first two bytes get the ID. A pooled
+// written on in the background (see dial). wire is the query with its
+// TCP length prefix left out, and its first two bytes get the ID. A pooled
 // connection the upstream closed while idle is replaced by a fresh one.
-func (p *Pool) Send(ctx context.Context, wire []byte, size int, deadline time.Time) (*Conn, error) {
+func (p *Pool) Send(ctx context.Context, wire []byte, deadline time.Time) (*Conn, error) {
 	id := queryID()
 	binary.BigEndian.PutUint16(wire, id)
 	for {
@@ -57,11 +56,11 @@ func (p *Pool) Send(ctx context.Context, wire []byte, size int, deadline time.Ti
 		}
 		if c == nil {
 			c = &Conn{pool: p, slot: -1}
-			c.prepare(id, size)
+			c.prepare(id)
 			p.dial(ctx, c, wire, deadline)
 			return c, nil
 		}
-		c.prepare(id, size)
+		c.prepare(id)
 		c.SetWriteDeadline(deadline)
 		if _, err := c.Write(wire); err != nil {
 			p.discard(c)
@@ -78,11 +77,9 @@ const (
 	abandoned       // the attempt let go of it before the dial was over
 )
 
-// prepare sets the connection up for the attempt with query ID id whose
-// client takes answers of size bytes over UDP.
-func (c *Conn) prepare(id uint16, size int) {
-	c.id, c.size, c.spoiled = id, max(size, dns.MinMsgSize), false
-	c.UDPSize = uint16(c.size) //nolint:gosec // G115: size is a client's EDNS buffer size, 16 bits on the wire
+// prepare sets the connection up for the attempt with query ID id.
+func (c *Conn) prepare(id uint16) {
+	c.id, c.spoiled = id, false
 }
 
 // waitDial waits for the connection's dial, at once over for a pooled
@@ -115,11 +112,10 @@ func queryID() uint16 {
 }
 
 // Await reads the answer into buf, or into a buffer of its own if it may
-// not fit, until the deadline or until the pool is closed. Over UDP a
-// datagram with another ID is skipped: a late answer to an earlier query
-// on this socket, or a spoof; the kernel already dropped datagrams from
-// any address but the upstream's, as the socket is connected. A timeout
-// leaves the attempt waiting: Await may be called again.
+// not fit, until the deadline or until the pool is closed. An answer
+// with another ID is ErrWrongID: over TCP no late answer to an earlier
+// query can arrive. A timeout leaves the attempt waiting: Await may be
+// called again.
 func (c *Conn) Await(buf []byte, deadline time.Time) ([]byte, error) {
 	if err := c.waitDial(context.Background(), deadline); err != nil {
 		return nil, err
@@ -152,50 +148,31 @@ var aLongTimeAgo = time.Unix(1, 0)
 
 // read reads until the attempt's answer, an error or the read deadline.
 func (c *Conn) read(buf []byte) ([]byte, error) {
-	udp := c.pool.proto == "udp"
-	for {
-		p, err := c.readMessage(udp, buf)
-		if err != nil {
-			if udp && errors.Is(err, dns.ErrShortRead) {
-				continue
-			}
-			return nil, err
-		}
-		if binary.BigEndian.Uint16(p) != c.id {
-			if udp {
-				continue
-			}
-			return nil, ErrWrongID
-		}
-		return p, nil
+	p, err := c.readMessage(buf)
+	if err != nil {
+		return nil, err
 	}
+	if binary.BigEndian.Uint16(p) != c.id {
+		return nil, ErrWrongID
+	}
+	return p, nil
 }
 
 // readMessage reads one message into buf, or into a buffer of its own if
-// it may not fit: a datagram up to the client's buffer size, a TCP message
-// up to the size its length says.
-func (c *Conn) readMessage(udp bool, buf []byte) ([]byte, error) {
+// it may not fit: up to the size its length prefix says.
+func (c *Conn) readMessage(buf []byte) ([]byte, error) {
 	nc := c.Conn.Conn
-	var n int
-	var err error
-	if udp {
-		if c.size > len(buf) {
-			buf = make([]byte, c.size)
-		}
-		n, err = nc.Read(buf[:c.size])
-	} else {
-		if len(buf) < 2 {
-			buf = make([]byte, 2)
-		}
-		if _, err := io.ReadFull(nc, buf[:2]); err != nil {
-			return nil, err
-		}
-		size := int(binary.BigEndian.Uint16(buf))
-		if size > len(buf) {
-			buf = make([]byte, size)
-		}
-		n, err = io.ReadFull(nc, buf[:size])
+	if len(buf) < 2 {
+		buf = make([]byte, 2)
 	}
+	if _, err := io.ReadFull(nc, buf[:2]); err != nil {
+		return nil, err
+	}
+	size := int(binary.BigEndian.Uint16(buf))
+	if size > len(buf) {
+		buf = make([]byte, size)
+	}
+	n, err := io.ReadFull(nc, buf[:size])
 	if err != nil {
 		return nil, err
 	}
@@ -206,20 +183,18 @@ func (c *Conn) readMessage(udp bool, buf []byte) ([]byte, error) {
 }
 
 // Done releases the connection after the attempt's last Await: back to
-// the pool after a clean exchange, or after a UDP timeout (a late answer
-// that still comes has this attempt's ID, which the next attempt on the
-// socket skips as it does any other); closed otherwise: a TCP stream may
-// still carry the answer, and a connection woken from another goroutine
-// may be woken again. It reports whether err says that a pooled TCP
+// the pool after a clean exchange; closed otherwise: the stream may still
+// carry the answer, and a connection woken from another goroutine may be
+// woken again. It reports whether err says that a pooled TCP
 // connection had been closed by the upstream before we used it: then the
 // query deserves another try, on the next connection.
 func (c *Conn) Done(err error) (stale bool) {
 	if c.state.CompareAndSwap(dialling, abandoned) || c.dialErr != nil {
 		return false // the dial's goroutine lets go of it, or there is nothing to let go of
 	}
-	stale = c.pooled && c.pool.proto == "tcp" &&
+	stale = c.pooled &&
 		(errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE))
-	if (err == nil || c.pool.proto == "udp" && isTimeout(err)) && !c.spoiled {
+	if err == nil && !c.spoiled {
 		c.pool.put(c)
 		return stale
 	}

@@ -67,11 +67,11 @@ func TestDialAbandoned(t *testing.T) {
 			accepted <- c
 		}
 	}()
-	pool := New(l.Addr().String(), "tcp", Options{TLS: clientTLS})
+	pool := New(l.Addr().String(), Options{TLS: clientTLS})
 	defer pool.Close(0)
 
 	_, wire := query(t)
-	c, err := pool.Send(context.Background(), wire, 1232, time.Now().Add(time.Minute))
+	c, err := pool.Send(context.Background(), wire, time.Now().Add(time.Minute))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -39,12 +39,11 @@ type Options struct {
 // TCP idle timeouts of resolvers, so we rarely write to a closed one.
 const DefaultExpire = 5 * time.Second
 
-// Pool keeps idle connections to one upstream over one protocol, so a
-// query does not pay a dial (or, over TCP, a handshake) each time.
+// Pool keeps idle TCP (or TLS) connections to one upstream, so a query
+// does not pay a dial and a handshake each time.
 type Pool struct {
-	addr  string
-	proto string // "udp" or "tcp"
-	opts  Options
+	addr string
+	opts Options
 
 	mu     sync.Mutex
 	idle   []*Conn // most recently used last
@@ -57,12 +56,13 @@ type Pool struct {
 // ErrClosed is the error of an attempt started after the pool was closed.
 var ErrClosed = errors.New("connection pool closed: shutting down")
 
-// New returns a pool of proto ("udp" or "tcp") connections to addr.
-func New(addr, proto string, opts Options) *Pool {
+// New returns a pool of TCP connections to addr, through TLS when
+// opts.TLS is set.
+func New(addr string, opts Options) *Pool {
 	if opts.Expire <= 0 {
 		opts.Expire = DefaultExpire
 	}
-	return &Pool{addr: addr, proto: proto, opts: opts}
+	return &Pool{addr: addr, opts: opts}
 }
 
 // TLSConfig returns the configuration connections are dialled through TLS
@@ -159,20 +159,17 @@ func (p *Pool) connect(ctx context.Context, c *Conn, wire []byte, deadline time.
 func (p *Pool) dialConn(ctx context.Context, deadline time.Time) (net.Conn, error) {
 	d := &net.Dialer{Deadline: deadline, LocalAddr: p.localAddr()}
 	if p.opts.TLS != nil {
-		return (&tls.Dialer{NetDialer: d, Config: p.opts.TLS}).DialContext(ctx, p.proto, p.addr)
+		return (&tls.Dialer{NetDialer: d, Config: p.opts.TLS}).DialContext(ctx, "tcp", p.addr)
 	}
-	return d.DialContext(ctx, p.proto, p.addr)
+	return d.DialContext(ctx, "tcp", p.addr)
 }
 
 // localAddr is the address to dial from, or nil.
 func (p *Pool) localAddr() net.Addr {
-	switch {
-	case p.opts.Source == nil:
+	if p.opts.Source == nil {
 		return nil
-	case p.proto == "tcp":
-		return &net.TCPAddr{IP: p.opts.Source}
 	}
-	return &net.UDPAddr{IP: p.opts.Source}
+	return &net.TCPAddr{IP: p.opts.Source}
 }
 
 // hold records, with p.mu held, that c is in use.

@@ -36,7 +36,7 @@ func newDoT(cfg Config) *dotLink {
 	if opts.Expire <= 0 {
 		opts.Expire = dotExpire
 	}
-	return &dotLink{pool: dnspool.New(cfg.Addr, "tcp", opts)}
+	return &dotLink{pool: dnspool.New(cfg.Addr, opts)}
 }
 
 // Network implements Link: DoT runs over TCP.

@@ -22,7 +22,7 @@ type plainLink struct {
 }
 
 func newPlain(cfg Config) *plainLink {
-	return &plainLink{udp: dnspool.NewMux(cfg.Addr, cfg.Pool), tcp: dnspool.New(cfg.Addr, "tcp", cfg.Pool), forceTCP: cfg.ForceTCP, preferUDP: cfg.PreferUDP}
+	return &plainLink{udp: dnspool.NewMux(cfg.Addr, cfg.Pool), tcp: dnspool.New(cfg.Addr, cfg.Pool), forceTCP: cfg.ForceTCP, preferUDP: cfg.PreferUDP}
 }
 
 // InUse returns how many queries wait on the link's sockets and
@@ -58,7 +58,7 @@ func (l *plainLink) Send(ctx context.Context, clientProto string, q Query, deadl
 
 // sendTCP sends pkt on a connection of the TCP (or TLS) pool.
 func sendTCP(ctx context.Context, pool *dnspool.Pool, pkt Packet, deadline time.Time) (*tcpPending, error) {
-	c, err := pool.Send(ctx, pkt.wire, int(pkt.size), deadline)
+	c, err := pool.Send(ctx, pkt.wire, deadline)
 	if err != nil {
 		return nil, err
 	}
