@@ -1,11 +1,19 @@
 package main
 
 import (
+	"flag"
 	"fmt"
 	"strconv"
 	"strings"
 
 	"github.com/upstreamtier/upstreamtier/internal/faultdns"
+)
+
+func init() { register(benchScenario{"brokendomain", (*bench).brokenDomainScenario}) }
+
+// Settings of this file's scenarios, from the command line.
+var (
+	brokenShare = flag.Float64("broken-share", 0.2, "brokendomain: share of the queries under the zone tier 1 fails")
 )
 
 // brokenZone is the zone tier 1 answers SERVFAIL for in the brokendomain
@@ -26,7 +34,7 @@ func isBroken(i int, share float64) bool {
 
 // brokenName returns query i's name: under brokenZone for the broken share, else the load's usual name.
 func (b *bench) brokenName(i int) string {
-	if isBroken(i, b.brokenShare) {
+	if isBroken(i, (*brokenShare)) {
 		return "q" + strconv.Itoa(i) + "." + brokenZone
 	}
 	return "q" + strconv.Itoa(i) + nameSuffix
@@ -34,13 +42,13 @@ func (b *bench) brokenName(i int) string {
 
 // brokenDomainAbout says what the scenario does, for its table.
 func (b *bench) brokenDomainAbout() string {
-	return fmt.Sprintf("tier 1 answers SERVFAIL for every name under %s (%.0f%% of the queries), NOERROR for the rest; tier 2 answers everything", brokenZone, 100*b.brokenShare)
+	return fmt.Sprintf("tier 1 answers SERVFAIL for every name under %s (%.0f%% of the queries), NOERROR for the rest; tier 2 answers everything", brokenZone, 100*(*brokenShare))
 }
 
 // brokenDomainScenario runs every forwarder with tier 1 failing one zone and returns the table.
 func (b *bench) brokenDomainScenario(fws []forwarder) (string, error) {
-	if b.brokenShare < 0 || b.brokenShare > 1 {
-		return "", fmt.Errorf("-broken-share %v is not between 0 and 1", b.brokenShare)
+	if (*brokenShare) < 0 || (*brokenShare) > 1 {
+		return "", fmt.Errorf("-broken-share %v is not between 0 and 1", (*brokenShare))
 	}
 	breakZone := func(t1, _ *faultdns.Server) error {
 		return t1.SetRules(faultdns.Rule{Zone: brokenZone, Mode: faultdns.ServFail})
@@ -60,7 +68,7 @@ func (b *bench) brokenDomainTable(runs []*perNameRun) string {
 	fmt.Fprintf(&s, "### brokendomain: %s\n\n", b.brokenDomainAbout())
 	fmt.Fprintf(&s, "%v at the fixed rate per forwarder. Good names are answered NOERROR by both tiers, broken names only by tier 2; "+
 		"tier 1 / tier 2 count right NOERROR answers by the tier whose IP they carry; lost: no answer within the client timeout; latencies (p50 / p99) in ms. "+
-		"Marked down: whether a coredns-based forwarder marked an upstream down during the run, from its metrics (– for the others).\n\n", b.pernameDur)
+		"Marked down: whether a coredns-based forwarder marked an upstream down during the run, from its metrics (– for the others).\n\n", (*pernameDur))
 	s.WriteString("| forwarder | send qps | good sent | good tier 1 | good tier 2 | good lost | good SERVFAIL | good p50 / p99 | broken sent | broken tier 2 | broken SERVFAIL | broken lost | broken p50 / p99 | marked down |\n")
 	s.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|\n")
 	var notes []string
@@ -84,7 +92,7 @@ func (b *bench) brokenDomainTable(runs []*perNameRun) string {
 
 // brokenStats summarises a run's good names and broken names.
 func (b *bench) brokenStats(r *perNameRun) (good, broken phaseStats) {
-	good = statsWhere(r.load.records, func(i int, _ *record) bool { return !isBroken(i, b.brokenShare) }, b.timeout)
-	broken = statsWhere(r.load.records, func(i int, _ *record) bool { return isBroken(i, b.brokenShare) }, b.timeout)
+	good = statsWhere(r.load.records, func(i int, _ *record) bool { return !isBroken(i, (*brokenShare)) }, b.timeout)
+	broken = statsWhere(r.load.records, func(i int, _ *record) bool { return isBroken(i, (*brokenShare)) }, b.timeout)
 	return good, broken
 }

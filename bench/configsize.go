@@ -9,6 +9,8 @@ import (
 	"github.com/upstreamtier/upstreamtier/bench/responder"
 )
 
+func init() { register(benchScenario{"configsize", (*bench).configSizeScenario}) }
+
 // configSizes are the configsize scenario's upstreamtier shapes, named as the
 // sub-benchmarks of BenchmarkServeDNSConfigSize in bench_test.go.
 var configSizes = []struct {
@@ -67,7 +69,7 @@ func (b *bench) configSizeScenario(fws []forwarder) (string, error) {
 	s.WriteString(title)
 	fmt.Fprintf(&s, "%s Upstreamtier with every option at its default; each upstream is its own port of one `bench/responder` on 127.0.0.1, "+
 		"tier 1 serves (policy random) and the lower tiers get only standby probes. Allocations: the Go benchmark `%s`, medians.\n\n",
-		b.satHeader(), fmt.Sprintf(goBenchCommand, "^BenchmarkServeDNSConfigSize$", b.goBenchCount))
+		b.satHeader(), fmt.Sprintf(goBenchCommand, "^BenchmarkServeDNSConfigSize$", (*goBenchCount)))
 	s.WriteString("| config | QPS | CPU µs / query | allocs / query | B / query |\n")
 	s.WriteString("|---|--:|--:|--:|--:|\n")
 	var notes []string

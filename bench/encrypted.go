@@ -1,6 +1,7 @@
 package main
 
 import (
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -9,6 +10,14 @@ import (
 	"slices"
 	"strings"
 	"time"
+)
+
+func init() { register(benchScenario{"encrypted", (*bench).encryptedScenario}) }
+
+// Settings of this file's scenarios, from the command line.
+var (
+	transportList = flag.String("transports", "dot,doh,doq", "encrypted scenarios: comma-separated transports to run")
+	encserverBin  = flag.String("encserver", "", "encrypted scenarios: the encserver binary (default: build ./bench/encserver into OUT/encserver)")
 )
 
 // encTransport is one encrypted DNS transport of the encrypted scenarios.
@@ -138,7 +147,7 @@ func (b *bench) encPrepare(fws []forwarder) (*encSetup, error) {
 		return nil, nil
 	}
 	var err error
-	if s.transports, err = pickTransports(b.transports); err != nil {
+	if s.transports, err = pickTransports(encryptedTransports()); err != nil {
 		return nil, err
 	}
 	if s.bin, err = b.encServerBinary(); err != nil {
@@ -150,8 +159,8 @@ func (b *bench) encPrepare(fws []forwarder) (*encSetup, error) {
 
 // encServerBinary returns the encserver binary, building ./bench/encserver into OUT/encserver once when none is given.
 func (b *bench) encServerBinary() (string, error) {
-	if b.encserver != "" {
-		return filepath.Abs(b.encserver)
+	if (*encserverBin) != "" {
+		return filepath.Abs((*encserverBin))
 	}
 	path := filepath.Join(b.out, "encserver")
 	fmt.Println("building", path)
@@ -160,7 +169,7 @@ func (b *bench) encServerBinary() (string, error) {
 	if err := cmd.Run(); err != nil {
 		return "", fmt.Errorf("building encserver: %w", err)
 	}
-	b.encserver = path
+	(*encserverBin) = path
 	return path, nil
 }
 
@@ -261,10 +270,10 @@ func (c *encConfig) label() string {
 // encRounds runs every config flat out in each of the bench's rounds, in roundOrder, and
 // records the upstream's CPU beside the forwarder's; the upstream's is not other processes' load.
 func (b *bench) encRounds(cs []*encConfig, up *process) error {
-	for k := range b.tputRounds {
+	for k := range *tputRounds {
 		for _, i := range roundOrder(k, len(cs)) {
 			c := cs[i]
-			fmt.Printf("  encrypted: %s flat out for %v, round %d of %d\n", c.p.name, b.tputDur, k+1, b.tputRounds)
+			fmt.Printf("  encrypted: %s flat out for %v, round %d of %d\n", c.p.name, (*tputDur), k+1, (*tputRounds))
 			up0, err := up.cpuTime()
 			if err != nil {
 				return err
@@ -368,3 +377,6 @@ func verdict(met bool) string {
 
 // cpuCount says how many CPUs the machine has, in words for a note.
 func cpuCount() string { return fmt.Sprintf("%d CPUs", runtime.NumCPU()) }
+
+// encryptedTransports returns the transports the encrypted scenarios run.
+func encryptedTransports() []string { return strings.Split(*transportList, ",") }

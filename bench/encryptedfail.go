@@ -8,6 +8,8 @@ import (
 	"time"
 )
 
+func init() { register(benchScenario{"encryptedfail", (*bench).encryptedFailScenario}) }
+
 // encTier1IP is the address in the encrypted tier 1's answers, apart from faultdns's 192.0.2.x.
 const encTier1IP = "198.51.100.1"
 
@@ -114,7 +116,7 @@ func (p *process) signal(sig syscall.Signal) error { return p.cmd.Process.Signal
 // steadyLoad loads p for the per-name duration with nothing switched, and returns the run as forwarder name's.
 func (b *bench) steadyLoad(p *process, tiers map[string]int8, name string) (*faultRun, error) {
 	cpu0, fw0 := takeCPU(), orZero(p.cpuTime())
-	lr, err := b.gen(p.addr, tiers, "").run(b.pernameDur, nil)
+	lr, err := b.gen(p.addr, tiers, "").run((*pernameDur), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -145,7 +147,7 @@ func (b *bench) encFailTable(fault encFault, runs []*faultRun, notes []string) s
 func (b *bench) steadyTable(sc faultScenario, runs []*faultRun, about string) string {
 	var s strings.Builder
 	fmt.Fprintf(&s, "### %s: %s\n\n", sc.id, sc.about)
-	fmt.Fprintf(&s, "%v at the fixed rate per forwarder and transport; latencies in ms.%s\n\n", b.pernameDur, about)
+	fmt.Fprintf(&s, "%v at the fixed rate per forwarder and transport; latencies in ms.%s\n\n", (*pernameDur), about)
 	s.WriteString("| forwarder | send qps | sent | lost | SERVFAIL | wrong | tier 1 | tier 2 | p50 | p99 | max |\n")
 	s.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 	notes := make([]string, 0, len(runs))

@@ -2,11 +2,17 @@ package main
 
 import (
 	"bytes"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
 	"regexp"
 	"strconv"
+)
+
+// Settings of this file's scenarios, from the command line.
+var (
+	goBenchCount = flag.Int("gobench-count", 5, "throughput and configsize: -count of the Go benchmarks they run for allocations per query; 0 skips them")
 )
 
 // goBenchResult is the median of one Go sub-benchmark's runs.
@@ -26,14 +32,14 @@ const goBenchCommand = "go test -run '^$' -bench '%s' -benchmem -count %d ."
 // It needs the source: the bench run from the repository root with go on PATH; without them
 // (or with -gobench-count 0) it returns nil and says why.
 func (b *bench) goBench(pattern string) (map[string]goBenchResult, string) {
-	if b.goBenchCount <= 0 {
+	if (*goBenchCount) <= 0 {
 		return nil, "not run (-gobench-count 0)"
 	}
 	if mod, err := os.ReadFile("go.mod"); err != nil || !bytes.Contains(mod, []byte("module github.com/upstreamtier/upstreamtier\n")) {
 		return nil, "not run: the bench runs them from the repository root, and this is not it"
 	}
-	fmt.Printf("  go benchmarks: %s\n", fmt.Sprintf(goBenchCommand, pattern, b.goBenchCount))
-	out, err := exec.Command("go", "test", "-run", "^$", "-bench", pattern, "-benchmem", "-count", strconv.Itoa(b.goBenchCount), ".").CombinedOutput()
+	fmt.Printf("  go benchmarks: %s\n", fmt.Sprintf(goBenchCommand, pattern, (*goBenchCount)))
+	out, err := exec.Command("go", "test", "-run", "^$", "-bench", pattern, "-benchmem", "-count", strconv.Itoa((*goBenchCount)), ".").CombinedOutput()
 	if err != nil {
 		return nil, fmt.Sprintf("failed: %v: %s", err, bytes.TrimSpace(out))
 	}

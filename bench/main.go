@@ -23,27 +23,7 @@ type bench struct {
 	rate    int
 	sockets int
 	timeout time.Duration
-	tputDur time.Duration // one flat-out round of one config
-	// tputRounds is how many flat-out rounds each config of throughput and configsize runs.
-	tputRounds int
-	// goBenchCount is -count for the Go benchmarks throughput and configsize run; 0 skips them.
-	goBenchCount int
-	coredns      string // the coredns binary
-	cpuDur       time.Duration
-	cpuRounds    int
-	soak         time.Duration // the soak's length
-	flap         time.Duration // each of the soak's tier 1 outages, and each healthy stretch between them
-	overload     time.Duration // the overload flood per forwarder
-	// resolversRate and resolversDur are the resolvers scenario's load.
-	resolversRate int
-	resolversDur  time.Duration
-	// The per-name scenarios (pername.go).
-	pernameDur  time.Duration // brokendomain and metaqueries run per forwarder
-	brokenShare float64       // brokendomain: share of the queries under the broken zone
-	metaRate    int           // metaqueries: queries per second of each meta type
-	// The encrypted scenarios (encrypted.go, encryptedfail.go).
-	encserver  string   // the encrypted upstream's binary; "" builds ./bench/encserver
-	transports []string // dot, doh, doq: the transports they run
+	coredns string // the coredns binary
 }
 
 // gen returns a load generator aimed at target with the bench's rate.
@@ -63,26 +43,10 @@ func main() {
 	flag.IntVar(&b.rate, "rate", 2000, "offered queries per second (fault scenarios and CPU rounds)")
 	flag.IntVar(&b.sockets, "sockets", 4, "client UDP sockets")
 	flag.DurationVar(&b.timeout, "timeout", 2*time.Second, "client timeout: a later answer counts as lost")
-	flag.DurationVar(&b.tputDur, "tput-duration", 5*time.Second, "throughput and configsize: one flat-out round of one config")
-	flag.IntVar(&b.tputRounds, "tput-rounds", 5, "throughput and configsize: flat-out rounds per config, run alternately")
-	flag.IntVar(&b.goBenchCount, "gobench-count", 5, "throughput and configsize: -count of the Go benchmarks they run for allocations per query; 0 skips them")
-	flag.DurationVar(&b.cpuDur, "cpu-duration", 5*time.Second, "fixed-rate run per CPU round")
-	flag.IntVar(&b.cpuRounds, "cpu-rounds", 3, "CPU rounds per forwarder, run alternately")
-	flag.DurationVar(&b.soak, "soak", 60*time.Second, "soak run per forwarder, at the fixed rate")
-	flag.DurationVar(&b.flap, "flap", 5*time.Second, "soak: tier 1 is blackholed, then healthy, for this long by turns")
-	flag.DurationVar(&b.overload, "overload", 20*time.Second, "overload flood per forwarder")
-	flag.IntVar(&b.resolversRate, "resolvers-rate", 1000, "resolvers scenario: offered queries per second")
-	flag.DurationVar(&b.resolversDur, "resolvers-duration", 20*time.Second, "resolvers scenario: load per forwarder")
-	flag.DurationVar(&b.pernameDur, "pername-duration", 10*time.Second, "brokendomain and metaqueries: fixed-rate run per forwarder")
-	flag.Float64Var(&b.brokenShare, "broken-share", 0.2, "brokendomain: share of the queries under the zone tier 1 fails")
-	flag.IntVar(&b.metaRate, "meta-rate", 4, "metaqueries: queries per second of each meta type (AXFR, IXFR, qtype 0, ANY)")
-	flag.StringVar(&b.encserver, "encserver", "", "encrypted scenarios: the encserver binary (default: build ./bench/encserver into OUT/encserver)")
-	transports := flag.String("transports", "dot,doh,doq", "encrypted scenarios: comma-separated transports to run")
 	scenarios := flag.String("scenarios", strings.Join(scenarioNames(), ","), "comma-separated scenarios to run")
 	which := flag.String("forwarders", "upstreamtier,forward,dnsdist,dnsmasq", "comma-separated forwarders to run")
 	coredns := flag.String("coredns", "", "coredns binary with upstreamtier and forward (default: build ./cmd/coredns into OUT/coredns)")
 	flag.Parse()
-	b.transports = strings.Split(*transports, ",")
 	if err := b.main(strings.Split(*scenarios, ","), strings.Split(*which, ","), *coredns); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"flag"
 	"fmt"
 	"maps"
 	"net"
@@ -13,6 +14,13 @@ import (
 
 	"github.com/miekg/dns"
 	"github.com/upstreamtier/upstreamtier/internal/faultdns"
+)
+
+func init() { register(benchScenario{"metaqueries", (*bench).metaQueriesScenario}) }
+
+// Settings of this file's scenarios, from the command line.
+var (
+	metaRate = flag.Int("meta-rate", 4, "metaqueries: queries per second of each meta type (AXFR, IXFR, qtype 0, ANY)")
 )
 
 // metaTypes are the query types the side client sends: the ones clients
@@ -141,13 +149,13 @@ type metaRun struct {
 
 // metaQueriesAbout says what the scenario does, for its table.
 func (b *bench) metaQueriesAbout() string {
-	return fmt.Sprintf("normal load, and a side client sending AXFR, IXFR, qtype 0 and ANY over UDP, %d/s each; both tiers REFUSE AXFR, IXFR and qtype 0", b.metaRate)
+	return fmt.Sprintf("normal load, and a side client sending AXFR, IXFR, qtype 0 and ANY over UDP, %d/s each; both tiers REFUSE AXFR, IXFR and qtype 0", (*metaRate))
 }
 
 // metaQueriesScenario runs every forwarder with meta queries beside the load and returns the table.
 func (b *bench) metaQueriesScenario(fws []forwarder) (string, error) {
 	runs, err := eachForwarder("metaqueries", fws, func(f forwarder) (metaRun, error) {
-		mc := &metaClient{rate: b.metaRate, timeout: b.timeout, length: b.pernameDur}
+		mc := &metaClient{rate: (*metaRate), timeout: b.timeout, length: (*pernameDur)}
 		r, err := b.runPerName("metaqueries", f, metaRules, nil, mc.run)
 		mc.wait()
 		return metaRun{r, mc}, err
@@ -164,7 +172,7 @@ func (b *bench) metaQueriesTable(runs []metaRun) string {
 	fmt.Fprintf(&s, "### metaqueries: %s\n\n", b.metaQueriesAbout())
 	fmt.Fprintf(&s, "%v at the fixed rate per forwarder. Normal: the load's A queries; tier 1 / tier 2 count right NOERROR answers by the tier whose IP they carry; "+
 		"lost: no answer within the client timeout; latencies (p50 / p99) in ms. Each meta type's answers by rcode; none: no answer within the client timeout; unreadable: an answer that does not unpack. "+
-		"Marked down: whether a coredns-based forwarder marked an upstream down during the run, from its metrics (– for the others).\n\n", b.pernameDur)
+		"Marked down: whether a coredns-based forwarder marked an upstream down during the run, from its metrics (– for the others).\n\n", (*pernameDur))
 	s.WriteString("| forwarder | send qps | normal sent | tier 1 | tier 2 | SERVFAIL | lost | p50 / p99 |")
 	for _, t := range metaTypes {
 		s.WriteString(" " + metaTypeName(t) + " |")

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"flag"
 	"fmt"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +11,13 @@ import (
 	"time"
 
 	"github.com/upstreamtier/upstreamtier/internal/faultdns"
+)
+
+func init() { register(benchScenario{"overload", (*bench).overloadScenario}) }
+
+// Settings of this file's scenarios, from the command line.
+var (
+	overloadDur = flag.Duration("overload", 20*time.Second, "overload: flood per forwarder")
 )
 
 // overloadLimit is the max_concurrent the coredns-based forwarders get for the overload scenario.
@@ -94,7 +102,7 @@ func (b *bench) runOverload(f forwarder) (*overloadRun, error) {
 func (b *bench) flood(p *process, run *overloadRun) error {
 	if _, err := exec.LookPath("dnsperf"); err == nil {
 		run.tool = "dnsperf"
-		out, err := b.runDnsperf(p, b.overload, "-c", strconv.Itoa(floodClients), "-q", strconv.Itoa(floodOutstanding))
+		out, err := b.runDnsperf(p, (*overloadDur), "-c", strconv.Itoa(floodClients), "-q", strconv.Itoa(floodOutstanding))
 		if err != nil {
 			return err
 		}
@@ -103,12 +111,12 @@ func (b *bench) flood(p *process, run *overloadRun) error {
 		return nil
 	}
 	run.tool = "go closed loop"
-	lr, err := b.closedLoop(p, floodOutstanding, b.overload)
+	lr, err := b.closedLoop(p, floodOutstanding, (*overloadDur))
 	if err != nil {
 		return err
 	}
 	run.sent, run.answered = int(lr.sent), int(lr.answered)
-	run.qps, run.rcodes = float64(lr.answered)/b.overload.Seconds(), lr.rcodes
+	run.qps, run.rcodes = float64(lr.answered)/(*overloadDur).Seconds(), lr.rcodes
 	return nil
 }
 
@@ -120,7 +128,7 @@ func (b *bench) overloadTable(runs []*overloadRun) string {
 		"the coredns-based forwarders run with `max_concurrent %d`. Tier 1 is blackholed %v before the start reading and stays so. "+
 		"Goroutines and RSS are read every second: start just before the flood, max over the run, end %v after the flood. "+
 		"Verdict: bounded if max goroutines ≤ start + %d + %d and max RSS ≤ start × 1.25 + 5 MiB, else GROWING.\n\n",
-		b.overload, floodClients, floodOutstanding, floodOutstanding, overloadLimit, overloadIdle, drain, overloadLimit, overloadSlack)
+		(*overloadDur), floodClients, floodOutstanding, floodOutstanding, overloadLimit, overloadIdle, drain, overloadLimit, overloadSlack)
 	s.WriteString("| forwarder | tool | max_concurrent | answered QPS | sent | unanswered | NOERROR | SERVFAIL | REFUSED | goroutines start / max / end | RSS MiB start / max / end | verdict |\n")
 	s.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|\n")
 	var notes []string

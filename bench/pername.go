@@ -1,11 +1,17 @@
 package main
 
 import (
+	"flag"
 	"fmt"
 	"path/filepath"
 	"time"
 
 	"github.com/upstreamtier/upstreamtier/internal/faultdns"
+)
+
+// Settings of this file's scenarios, from the command line.
+var (
+	pernameDur = flag.Duration("pername-duration", 10*time.Second, "brokendomain, metaqueries and encryptedfail: fixed-rate run per forwarder")
 )
 
 // perNameRun is one forwarder's fixed-rate run of a per-name scenario.
@@ -43,7 +49,7 @@ func (b *bench) runPerName(scenario string, f forwarder, rules func(t1, t2 *faul
 	if side != nil {
 		onStart = func(start time.Time) { side(p.addr, start) }
 	}
-	lr, err := g.run(b.pernameDur, onStart)
+	lr, err := g.run((*pernameDur), onStart)
 	run.down = watch.stop()
 	if err != nil {
 		return nil, err

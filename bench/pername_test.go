@@ -36,7 +36,7 @@ func TestIsBrokenIsStable(t *testing.T) {
 }
 
 func TestBrokenName(t *testing.T) {
-	b := &bench{brokenShare: 0.2}
+	b := &bench{}
 	for i := range 1000 {
 		under := dns.IsSubDomain(brokenZone, b.brokenName(i))
 		if under != isBroken(i, 0.2) {

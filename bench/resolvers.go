@@ -1,6 +1,7 @@
 package main
 
 import (
+	"flag"
 	"fmt"
 	"math/rand/v2"
 	"os/exec"
@@ -8,6 +9,14 @@ import (
 	"strconv"
 	"strings"
 	"time"
+)
+
+func init() { register(benchScenario{"resolvers", (*bench).resolversScenario}) }
+
+// Settings of this file's scenarios, from the command line.
+var (
+	resolversRate = flag.Int("resolvers-rate", 1000, "resolvers: offered queries per second")
+	resolversDur  = flag.Duration("resolvers-duration", 20*time.Second, "resolvers: load per forwarder")
 )
 
 // The load names: a Zipf distribution over a large name space with a fixed seed, the
@@ -59,15 +68,15 @@ func (b *bench) resolversScenario(fws []forwarder) (string, error) {
 			return msg, nil
 		}
 	}
-	if b.resolversRate <= 0 {
-		return "", fmt.Errorf("-resolvers-rate %d: want a positive rate", b.resolversRate)
+	if (*resolversRate) <= 0 {
+		return "", fmt.Errorf("-resolvers-rate %d: want a positive rate", (*resolversRate))
 	}
 	nsd, err := startNSD(b.out, filepath.Join(b.out, "logs", "resolvers-nsd.log"))
 	if err != nil {
 		return "", err
 	}
 	defer nsd.stop()
-	names := loadNames(int(b.resolversDur.Seconds() * float64(b.resolversRate)))
+	names := loadNames(int((*resolversDur).Seconds() * float64((*resolversRate))))
 	runs, err := eachForwarder("resolvers", fws, func(f forwarder) (*resolverRun, error) { return b.runResolvers(f, nsd.addr, names) })
 	if err != nil {
 		return "", err
@@ -110,10 +119,10 @@ func (b *bench) runResolvers(f forwarder, auth string, names []string) (*resolve
 	}
 	var tiers0 [resolverNo]countSnapshot
 	var auth0 countSnapshot
-	g := &loadGen{target: p.addr, rate: b.resolversRate, sockets: b.sockets, timeout: b.timeout,
+	g := &loadGen{target: p.addr, rate: (*resolversRate), sockets: b.sockets, timeout: b.timeout,
 		tiers: map[string]int8{loadAnswer: 1}, nameOf: func(i int) string { return names[i] }}
 	// Counting starts with the load, so the forwarder's start-up probes are not in the run.
-	lr, err := g.run(time.Duration(len(names))*time.Second/time.Duration(b.resolversRate), func(time.Time) { tiers0, auth0 = snap() })
+	lr, err := g.run(time.Duration(len(names))*time.Second/time.Duration((*resolversRate)), func(time.Time) { tiers0, auth0 = snap() })
 	if err != nil {
 		return nil, err
 	}
@@ -140,7 +149,7 @@ func (b *bench) resolversTable(runs []*resolverRun, names []string) string {
 		"Each forwarder meets three fresh Unbounds (tier 1, 2, 3) behind one NSD; each authoritative query is held %v-%v by the delay proxy (log-uniform, by name). "+
 		"Tier columns: the load queries each tier's resolver received, and their share of those sent; probes: the other queries (health checks) per tier. "+
 		"Auth: queries the resolvers sent the authoritative servers, and their ratio to forward's. Latencies in ms.\n\n",
-		b.resolversRate, b.resolversDur, zipfS, zipfNames, loadZone, firstSeen(names), 100*float64(firstSeen(names))/float64(len(names)),
+		(*resolversRate), (*resolversDur), zipfS, zipfNames, loadZone, firstSeen(names), 100*float64(firstSeen(names))/float64(len(names)),
 		authDelayMin, authDelayMax)
 	s.WriteString("| forwarder | send qps | sent | lost | SERVFAIL | wrong | p50 | p99 | max | tier 1 | tier 2 | tier 3 | auth | auth / forward | probes t1 / t2 / t3 |\n")
 	s.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")

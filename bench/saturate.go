@@ -2,11 +2,18 @@ package main
 
 import (
 	"cmp"
+	"flag"
 	"fmt"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"time"
+)
+
+// Settings of this file's scenarios, from the command line.
+var (
+	tputDur    = flag.Duration("tput-duration", 5*time.Second, "throughput, configsize and encrypted: one flat-out round of one config")
+	tputRounds = flag.Int("tput-rounds", 5, "throughput, configsize and encrypted: flat-out rounds per config, run alternately")
 )
 
 // satRound is one config's flat-out run: clients as fast as the server answers.
@@ -42,7 +49,7 @@ func (b *bench) saturate(p *process) (satRound, error) {
 		return r, err
 	}
 	if satTool() == "dnsperf" {
-		out, err := b.runDnsperf(p, b.tputDur, "-c", "8", "-t", "2")
+		out, err := b.runDnsperf(p, (*tputDur), "-c", "8", "-t", "2")
 		if err != nil {
 			return r, err
 		}
@@ -50,11 +57,11 @@ func (b *bench) saturate(p *process) (satRound, error) {
 		r.elapsed = time.Duration(out.values["Run time (s)"] * float64(time.Second))
 		loadCPU = out.cpu
 	} else {
-		lr, err := b.closedLoop(p, closedLoopWorkers, b.tputDur)
+		lr, err := b.closedLoop(p, closedLoopWorkers, (*tputDur))
 		if err != nil {
 			return r, err
 		}
-		r.sent, r.answered, r.elapsed = int(lr.sent), lr.rcodes["NOERROR"], b.tputDur
+		r.sent, r.answered, r.elapsed = int(lr.sent), lr.rcodes["NOERROR"], (*tputDur)
 	}
 	cpu1, err := p.cpuTime()
 	if err != nil {
@@ -109,9 +116,9 @@ func roundOrder(k, n int) []int {
 // and returns rounds[i][k], process i's round k.
 func (b *bench) satRounds(sc string, ps []*process) ([][]satRound, error) {
 	rounds := make([][]satRound, len(ps))
-	for k := range b.tputRounds {
+	for k := range *tputRounds {
 		for _, i := range roundOrder(k, len(ps)) {
-			fmt.Printf("  %s: %s flat out for %v, round %d of %d\n", sc, ps[i].name, b.tputDur, k+1, b.tputRounds)
+			fmt.Printf("  %s: %s flat out for %v, round %d of %d\n", sc, ps[i].name, (*tputDur), k+1, (*tputRounds))
 			r, err := b.saturate(ps[i])
 			if err != nil {
 				return nil, err
@@ -193,5 +200,5 @@ func (b *bench) satHeader() string {
 		"in turns alternated A B C, C B A, ... All configs run at once from the start, each with its own port, but only one is loaded at a time. "+
 		"QPS: NOERROR answers per second. CPU / query: the server's user+system CPU time (`/proc/PID/stat` utime+stime, read before and after the round) "+
 		"over its NOERROR answers. Every cell is the median over the rounds, then (min–max).",
-		satTool(), b.tputDur, b.tputRounds)
+		satTool(), (*tputDur), (*tputRounds))
 }

@@ -21,31 +21,16 @@ type benchScenario struct {
 func (s benchScenario) name() string                                  { return s.id }
 func (s benchScenario) run(b *bench, fws []forwarder) (string, error) { return s.fn(b, fws) }
 
-// scenarios lists every scenario, in the order a run takes them.
-func scenarios() []scenario {
-	var all []scenario
-	for _, sc := range faultScenarios {
-		all = append(all, sc)
-	}
-	return append(append(all,
-		benchScenario{"brokendomain", (*bench).brokenDomainScenario},
-		benchScenario{"metaqueries", (*bench).metaQueriesScenario},
-		benchScenario{"soak", (*bench).soakScenario},
-		benchScenario{"overload", (*bench).overloadScenario},
-		benchScenario{"throughput", (*bench).throughputScenario},
-		benchScenario{"configsize", (*bench).configSizeScenario},
-		benchScenario{"encrypted", (*bench).encryptedScenario},
-		benchScenario{"encryptedfail", (*bench).encryptedFailScenario},
-		benchScenario{"resolvers", (*bench).resolversScenario},
-	), registered...)
-}
+// scenarios lists every scenario, in the order a run takes them: each
+// registers itself from its own file (see register), so the order is
+// that of the files' names.
+func scenarios() []scenario { return registered }
 
-// registered are the scenarios that register themselves from their own
-// file, with their own flags: adding one touches that file only.
+// registered are the scenarios, as they registered.
 var registered []scenario
 
 // register adds a scenario to the end of the run order; call it from an
-// init function of the scenario's file.
+// init function of the scenario's file, beside the flags it reads.
 func register(sc scenario) { registered = append(registered, sc) }
 
 // scenarioNames returns the names of every scenario, in run order.

@@ -8,6 +8,12 @@ import (
 	"github.com/upstreamtier/upstreamtier/internal/faultdns"
 )
 
+func init() {
+	for _, sc := range faultScenarios {
+		register(sc)
+	}
+}
+
 // faultScenario is a fault applied to the upstreams for a window in the middle of a fixed-rate run.
 type faultScenario struct {
 	id    string

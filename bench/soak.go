@@ -1,6 +1,7 @@
 package main
 
 import (
+	"flag"
 	"fmt"
 	"path/filepath"
 	"strconv"
@@ -10,9 +11,17 @@ import (
 	"github.com/upstreamtier/upstreamtier/internal/faultdns"
 )
 
+func init() { register(benchScenario{"soak", (*bench).soakScenario}) }
+
+// Settings of this file's scenarios, from the command line.
+var (
+	soakDur  = flag.Duration("soak", 60*time.Second, "soak: run per forwarder, at the fixed rate")
+	soakFlap = flag.Duration("flap", 5*time.Second, "soak: tier 1 is blackholed, then healthy, for this long by turns")
+)
+
 // soakAbout says what the soak does to tier 1, for its table and plot.
 func (b *bench) soakAbout() string {
-	return fmt.Sprintf("tier 1 blackholed and healthy by turns, %v each, starting healthy, for %v", b.flap, b.soak)
+	return fmt.Sprintf("tier 1 blackholed and healthy by turns, %v each, starting healthy, for %v", (*soakFlap), (*soakDur))
 }
 
 // soakWarmup is how long the forwarder runs under load before its start reading.
@@ -77,7 +86,7 @@ func (b *bench) runSoak(f forwarder) (*soakRun, error) {
 	cpu0, fw0 := takeCPU(), orZero(p.cpuTime())
 	smp := sample(p) // just before the load, so its readings are timed from the load's start
 	errc := make(chan error, 1)
-	lr, err := g.run(b.soak, func(start time.Time) {
+	lr, err := g.run((*soakDur), func(start time.Time) {
 		go func() { errc <- b.flapTier1(t1, start, &run.flaps) }()
 	})
 	if err == nil {
@@ -100,14 +109,14 @@ func (b *bench) runSoak(f forwarder) (*soakRun, error) {
 
 // flapTier1 blackholes t1 in every other flap period from start until the soak ends, the first one healthy, and records each outage.
 func (b *bench) flapTier1(t1 *faultdns.Server, start time.Time, outages *[]window) error {
-	for k := 1; time.Duration(k)*b.flap < b.soak; k++ {
-		time.Sleep(time.Until(start.Add(time.Duration(k) * b.flap)))
+	for k := 1; time.Duration(k)*(*soakFlap) < (*soakDur); k++ {
+		time.Sleep(time.Until(start.Add(time.Duration(k) * (*soakFlap))))
 		at := time.Since(start)
 		if k%2 == 1 {
 			if err := t1.SetMode(faultdns.Blackhole); err != nil {
 				return err
 			}
-			*outages = append(*outages, window{from: at, to: b.soak})
+			*outages = append(*outages, window{from: at, to: (*soakDur)})
 			continue
 		}
 		if err := t1.SetMode(faultdns.OK); err != nil {
@@ -121,8 +130,8 @@ func (b *bench) flapTier1(t1 *faultdns.Server, start time.Time, outages *[]windo
 // cycles summarises the readings under load by flap cycle (2 × flap), so a peak that repeats shows apart from one that climbs.
 func (b *bench) cycles(us []usage) []usageSummary {
 	var out []usageSummary
-	for from := time.Duration(0); from < b.soak; from += 2 * b.flap {
-		out = append(out, summarise(us, from, min(from+2*b.flap, b.soak)-time.Nanosecond))
+	for from := time.Duration(0); from < (*soakDur); from += 2 * (*soakFlap) {
+		out = append(out, summarise(us, from, min(from+2*(*soakFlap), (*soakDur))-time.Nanosecond))
 	}
 	return out
 }
@@ -134,7 +143,7 @@ func (b *bench) cycleNote(r *soakRun) string {
 		gs = append(gs, strconv.Itoa(c.gMax))
 		rs = append(rs, mib(c.rMax))
 	}
-	return fmt.Sprintf("%s: peaks per %v cycle: goroutines %s; RSS MiB %s", r.forwarder, 2*b.flap, strings.Join(gs, ", "), strings.Join(rs, ", "))
+	return fmt.Sprintf("%s: peaks per %v cycle: goroutines %s; RSS MiB %s", r.forwarder, 2*(*soakFlap), strings.Join(gs, ", "), strings.Join(rs, ", "))
 }
 
 // soakTable renders the soak, one row per forwarder; skipped names the forwarders it does not run.

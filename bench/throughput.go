@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"errors"
+	"flag"
 	"fmt"
 	"net"
 	"net/netip"
@@ -19,6 +20,14 @@ import (
 
 	"github.com/miekg/dns"
 	"github.com/upstreamtier/upstreamtier/bench/responder"
+)
+
+func init() { register(benchScenario{"throughput", (*bench).throughputScenario}) }
+
+// Settings of this file's scenarios, from the command line.
+var (
+	cpuDur    = flag.Duration("cpu-duration", 5*time.Second, "throughput: fixed-rate run per CPU round")
+	cpuRounds = flag.Int("cpu-rounds", 3, "throughput: CPU rounds per forwarder, run alternately")
 )
 
 var (
@@ -200,10 +209,10 @@ func (b *bench) throughputScenario(fws []forwarder) (string, error) {
 		cs[i] = &tputConfig{f: f, p: ps[i], sat: sat[i]}
 	}
 	tiers := map[string]int8{answerIP: 1}
-	for k := range b.cpuRounds {
+	for k := range *cpuRounds {
 		for _, i := range roundOrder(k, len(cs)) {
 			c := cs[i]
-			fmt.Printf("  throughput: %s CPU round %d of %d at %d qps\n", c.p.name, k+1, b.cpuRounds, b.rate)
+			fmt.Printf("  throughput: %s CPU round %d of %d at %d qps\n", c.p.name, k+1, (*cpuRounds), b.rate)
 			if err := b.cpuRound(c, tiers, k); err != nil {
 				return "", err
 			}
@@ -219,7 +228,7 @@ func (b *bench) cpuRound(c *tputConfig, tiers map[string]int8, round int) error 
 	var before time.Duration
 	var cpuErr error
 	var snap cpuSnapshot
-	lr, err := g.run(b.cpuDur, func(time.Time) {
+	lr, err := g.run((*cpuDur), func(time.Time) {
 		snap = takeCPU()
 		before, cpuErr = c.p.cpuTime()
 	})
@@ -267,7 +276,7 @@ func (b *bench) tputTable(cs []*tputConfig, allocs map[string]goBenchResult, all
 		"Every config has the same upstream, one `bench/responder` on 127.0.0.1 (allocation-free, in the benchmark process). "+
 		"At %d qps: CPU / answered query at that fixed rate for %v, %d rounds alternated; at a modest rate the server's wake-ups dominate, so this column shows CoreDNS's framework more than any plugin. "+
 		"Allocations: the Go benchmark `%s`, medians, ServeDNS alone against the same kind of responder.\n\n",
-		b.satHeader(), floorName, floorName, bareName, b.rate, b.cpuDur, b.cpuRounds, fmt.Sprintf(goBenchCommand, "^BenchmarkServeDNS$", b.goBenchCount))
+		b.satHeader(), floorName, floorName, bareName, b.rate, (*cpuDur), (*cpuRounds), fmt.Sprintf(goBenchCommand, "^BenchmarkServeDNS$", (*goBenchCount)))
 	fmt.Fprintf(&s, "| config | QPS | CPU µs / query | overhead µs / query | CPU µs / query at %d qps | allocs / query | B / query |\n", b.rate)
 	s.WriteString("|---|--:|--:|--:|--:|--:|--:|\n")
 	floor := cs[0]
