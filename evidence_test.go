@@ -15,16 +15,6 @@ import (
 // What counts as evidence that an upstream is down, and what does not:
 // real resolvers fail per name and clients choose the names and types.
 
-// expectNoChange fails if ut has reported a health change.
-func expectNoChange(t *testing.T, ch <-chan change) {
-	t.Helper()
-	select {
-	case c := <-ch:
-		t.Fatalf("unexpected health change %+v", c)
-	default:
-	}
-}
-
 // One broken domain at tier 1 never takes it down, however many of its
 // names fail in a row: the suspicion probe asks a name it answered before,
 // and that is answered.

@@ -2,8 +2,6 @@ package upstreamtier
 
 import (
 	"context"
-	"fmt"
-	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -13,97 +11,6 @@ import (
 
 	"github.com/miekg/dns"
 )
-
-// change is one health transition of an upstream.
-type change struct {
-	addr string
-	up   bool
-}
-
-// healthLine is the log line of a health change, as upstreamChanged
-// writes it: the upstream's address (with its scheme for encrypted ones)
-// and whether it is down or up.
-var healthLine = regexp.MustCompile(`upstream (\S+) of tier \S+ is (down|up again)`)
-
-// watch returns the health changes of ut's upstreams, read from the log
-// lines the plugin writes for them, until the test ends.
-func watch(tb testing.TB, ut *UpstreamTier) <-chan change {
-	tb.Helper()
-	lines := listenLog(tb)
-	ch := make(chan change, 64)
-	go func() {
-		for line := range lines {
-			m := healthLine.FindStringSubmatch(line)
-			if m == nil {
-				continue
-			}
-			_, addr, found := strings.Cut(m[1], "://")
-			if !found {
-				addr = m[1]
-			}
-			if ownsAddr(ut, addr) {
-				ch <- change{addr, m[2] == "up again"}
-			}
-		}
-	}()
-	return ch
-}
-
-// ownsAddr reports whether addr is an upstream of ut.
-func ownsAddr(ut *UpstreamTier, addr string) bool {
-	for _, t := range ut.tiers {
-		for _, u := range t.upstreams() {
-			if u.addr == addr {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// expectChanges waits for the next health changes, one per server, in any
-// order: attempts and probes report on their own goroutines.
-func expectChanges(t *testing.T, ch <-chan change, up bool, servers ...*faultdns.Server) {
-	t.Helper()
-	want := map[string]bool{}
-	for _, s := range servers {
-		want[s.Addr()] = true
-	}
-	for len(want) > 0 {
-		select {
-		case c := <-ch:
-			if !want[c.addr] || c.up != up {
-				t.Fatalf("health change %+v, want one of %v up=%t", c, want, up)
-			}
-			delete(want, c.addr)
-		case <-time.After(time.Minute): // a safety net, not a timing assertion
-			t.Fatalf("no health change for %v up=%t", want, up)
-		}
-	}
-}
-
-// names returns a fresh query name each call: the failover memory would
-// send a name that just failed straight to the next tier.
-func names() func() string {
-	n := 0
-	return func() string {
-		n++
-		return fmt.Sprintf("www%d.example.org", n)
-	}
-}
-
-// expectChange waits for the next health change and checks it.
-func expectChange(t *testing.T, ch <-chan change, s *faultdns.Server, up bool) {
-	t.Helper()
-	select {
-	case c := <-ch:
-		if c.addr != s.Addr() || c.up != up {
-			t.Fatalf("health change %+v, want %s up=%t", c, s.Addr(), up)
-		}
-	case <-time.After(time.Minute): // a safety net, not a timing assertion
-		t.Fatalf("no health change for %s up=%t", s.Addr(), up)
-	}
-}
 
 const healthStanza = `upstreamtier {
 	tier site %s

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/upstreamtier/upstreamtier/internal/faultdns"
 
@@ -62,15 +61,6 @@ func TestProbeAnyRcodeLeavesUp(t *testing.T) {
 			}
 		})
 	}
-}
-
-// upstreamsOf returns every upstream of ut, tier by tier.
-func upstreamsOf(ut *UpstreamTier) []*Upstream {
-	var all []*Upstream
-	for _, t := range ut.tiers {
-		all = append(all, t.upstreams()...)
-	}
-	return all
 }
 
 // A down upstream whose probes get a failover rcode for the probe name
@@ -233,31 +223,6 @@ func TestStartupLogNamesProbeNameFailure(t *testing.T) {
 	line := logs.wait(t, "fails the probe name")
 	if !strings.Contains(line, up[0].Addr()) || !strings.Contains(line, "health_check INTERVAL domain NAME") {
 		t.Errorf("the log line does not name the upstream and the option:\n%s", line)
-	}
-}
-
-// logWatch hands on the lines CoreDNS logs.
-type logWatch struct{ lines <-chan string }
-
-// watchLog returns the lines logged from now until the test ends.
-func watchLog(t *testing.T) *logWatch {
-	t.Helper()
-	return &logWatch{lines: listenLog(t)}
-}
-
-// wait returns the next line logged that contains s.
-func (lw *logWatch) wait(t *testing.T, s string) string {
-	t.Helper()
-	timeout := time.After(time.Minute) // a safety net, not a timing assertion
-	for {
-		select {
-		case line := <-lw.lines:
-			if strings.Contains(line, s) {
-				return line
-			}
-		case <-timeout:
-			t.Fatalf("nothing logged with %q", s)
-		}
 	}
 }
 

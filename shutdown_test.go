@@ -6,87 +6,17 @@ import (
 	"runtime"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/upstreamtier/upstreamtier/internal/faultdns"
 
 	"github.com/miekg/dns"
 )
 
-// hangGuard bounds how long a test waits for something that must not
-// wait on the network: a hang detector far below the timeouts configured,
-// not a performance assertion.
-const hangGuard = 20 * time.Second
-
-// blackhole is a UDP socket on 127.0.0.1 that reads every query and never
-// answers, closed when the test ends.
-func blackhole(tb testing.TB) string {
-	tb.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { pc.Close() })
-	go func() {
-		buf := make([]byte, dns.MaxMsgSize)
-		for {
-			if _, _, err := pc.ReadFrom(buf); err != nil {
-				return
-			}
-		}
-	}()
-	return pc.LocalAddr().String()
-}
-
-// silentTCP is a TCP server on 127.0.0.1 that takes every connection and
-// never says a word, as a hung server whose kernel still accepts: a TLS
-// handshake with it waits for ever. Each connection accepted is sent on
-// accepted (up to 16 unread) and closed when the test ends.
-func silentTCP(tb testing.TB) (addr string, accepted <-chan net.Conn) {
-	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { l.Close() })
-	conns := make(chan net.Conn, 16)
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			tb.Cleanup(func() { c.Close() })
-			select {
-			case conns <- c:
-			default:
-			}
-		}
-	}()
-	return l.Addr().String(), conns
-}
-
 // shutdownWithin runs OnShutdown and fails the test if it has not
 // returned within hangGuard.
 func shutdownWithin(t *testing.T, ut *UpstreamTier) {
 	t.Helper()
 	within(t, "OnShutdown with a blackholed upstream", func() { ut.OnShutdown() })
-}
-
-// within runs f and fails the test if it has not returned within
-// hangGuard.
-func within(t *testing.T, what string, f func()) {
-	t.Helper()
-	done := make(chan struct{})
-	go func() {
-		f()
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-time.After(hangGuard):
-		t.Fatalf("%s still running after %s", what, hangGuard)
-	}
 }
 
 // Shutdown ends the startup probes, a liveness probe and client queries
@@ -221,59 +151,3 @@ func TestAbandonedAttemptsEnd(t *testing.T) {
 }
 
 func nameFor(c, i int) string { return fmt.Sprintf("c%d-q%d.example.org", c, i) }
-
-// newPluginAddrs is newPlugin with addresses instead of servers.
-func newPluginAddrs(t *testing.T, stanza string, addrs ...string) *UpstreamTier {
-	t.Helper()
-	args := make([]any, len(addrs))
-	for i, a := range addrs {
-		args[i] = a
-	}
-	return newPlugin(t, fmt.Sprintf(stanza, args...))
-}
-
-// waitProbing waits until the upstream at addr has a probe or an attempt
-// on the wire, so that a shutdown finds it in flight.
-func waitProbing(t *testing.T, ut *UpstreamTier, addr string) {
-	t.Helper()
-	waitFor(t, "an exchange in flight with "+addr, func() bool {
-		for _, tr := range ut.tiers {
-			for _, u := range tr.upstreams() {
-				if l, ok := u.link.(interface{ InUse() int }); ok && u.addr == addr && l.InUse() > 0 {
-					return true
-				}
-			}
-		}
-		return false
-	})
-}
-
-// waitFor polls cond until it holds, failing the test after hangGuard.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	guard := time.Now().Add(hangGuard)
-	for !cond() {
-		if time.Now().After(guard) {
-			t.Fatalf("waited %s for %s", hangGuard, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-// serveBackground sends n client queries to ut, each in a goroutine of
-// its own; the group is done when all are answered.
-func serveBackground(t *testing.T, ut *UpstreamTier, n int) *sync.WaitGroup {
-	t.Helper()
-	var served sync.WaitGroup
-	for range n {
-		served.Go(func() {
-			serveRcode(t, ut, newClientQuery("www.example.org", dns.TypeA))
-		})
-	}
-	return &served
-}
-
-func waitGroupWithin(t *testing.T, wg *sync.WaitGroup, what string) {
-	t.Helper()
-	within(t, what, wg.Wait)
-}

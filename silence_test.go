@@ -80,18 +80,6 @@ func TestAllSilentDeclaredAllDown(t *testing.T) {
 	}
 }
 
-// expectServfail22 asserts m is a SERVFAIL with EDE 22, No Reachable
-// Authority.
-func expectServfail22(t *testing.T, m *dns.Msg) {
-	t.Helper()
-	if m == nil {
-		t.Fatal("no answer written")
-	}
-	if e := ede(m); m.Rcode != dns.RcodeServerFailure || e == nil || e.InfoCode != dns.ExtendedErrorCodeNoReachableAuthority {
-		t.Fatalf("want SERVFAIL with EDE 22, got\n%s", m)
-	}
-}
-
 // A lone DoH or DoQ upstream's exchange runs in the query's goroutine
 // until the answer: when the upstream is silent, its silence is asked about
 // all the same, and when it is down on that evidence (all tiers down), the
