@@ -13,7 +13,7 @@ import (
 	"github.com/coredns/coredns/plugin/pkg/proxy"
 	"github.com/coredns/coredns/plugin/pkg/transport"
 	"github.com/coredns/coredns/plugin/test"
-	"github.com/upstreamtier/upstreamtier/bench/responder"
+	"github.com/upstreamtier/upstreamtier/internal/responder"
 
 	"github.com/miekg/dns"
 )

@@ -6,7 +6,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/upstreamtier/upstreamtier/bench/responder"
+	"github.com/upstreamtier/upstreamtier/internal/responder"
 )
 
 func init() { register(benchScenario{"configsize", (*bench).configSizeScenario}) }

@@ -1,7 +1,10 @@
 // Command bench measures upstreamtier against CoreDNS forward, dnsdist and
 // dnsmasq on loopback: failover under injected upstream faults, and throughput.
 //
-//	go run ./bench -out bench/out
+// It is a module of its own, run from bench/ (it finds the repository root
+// above it, to build ./cmd/coredns and run the plugin's Go benchmarks):
+//
+//	cd bench && go run . -out out
 package main
 
 import (
@@ -36,7 +39,7 @@ func (b *bench) gen(target string, tiers map[string]int8, prefix string) *loadGe
 
 func main() {
 	b := &bench{}
-	flag.StringVar(&b.out, "out", "bench/out", "directory for results.md, the plots, logs and the coredns build")
+	flag.StringVar(&b.out, "out", "out", "directory for results.md, the plots, logs and the coredns build")
 	flag.DurationVar(&b.timing.before, "before", 6*time.Second, "healthy phase before the fault")
 	flag.DurationVar(&b.timing.fault, "fault", 10*time.Second, "fault window")
 	flag.DurationVar(&b.timing.after, "after", 8*time.Second, "phase after recovery")
@@ -45,7 +48,7 @@ func main() {
 	flag.DurationVar(&b.timeout, "timeout", 2*time.Second, "client timeout: a later answer counts as lost")
 	scenarios := flag.String("scenarios", strings.Join(scenarioNames(), ","), "comma-separated scenarios to run")
 	which := flag.String("forwarders", "upstreamtier,forward,dnsdist,dnsmasq", "comma-separated forwarders to run")
-	coredns := flag.String("coredns", "", "coredns binary with upstreamtier and forward (default: build ./cmd/coredns into OUT/coredns)")
+	coredns := flag.String("coredns", "", "coredns binary with upstreamtier and forward (default: build the repository's ./cmd/coredns into OUT/coredns)")
 	flag.Parse()
 	if err := b.main(strings.Split(*scenarios, ","), strings.Split(*which, ","), *coredns); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -99,7 +102,7 @@ func (b *bench) main(scenarios, which []string, coredns string) error {
 	return os.WriteFile(filepath.Join(b.out, "results.md"), []byte(doc), 0o644) //nolint:gosec // G306: the report is for anyone to read, as the repository's files are
 }
 
-// corednsBinary returns the coredns binary to use, building ./cmd/coredns once when none is given.
+// corednsBinary returns the coredns binary to use, building the repository's ./cmd/coredns once when none is given.
 func (b *bench) corednsBinary(path string) (string, error) {
 	if path != "" {
 		return filepath.Abs(path)
@@ -108,8 +111,13 @@ func (b *bench) corednsBinary(path string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	root, err := repoRoot()
+	if err != nil {
+		return "", fmt.Errorf("building coredns (or give -coredns): %w", err)
+	}
 	fmt.Println("building", path)
 	cmd := exec.Command("go", "build", "-o", path, "./cmd/coredns")
+	cmd.Dir = root // the plugin's module, not the bench's
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	if err := cmd.Run(); err != nil {
 		return "", fmt.Errorf("building coredns: %w", err)
@@ -123,7 +131,7 @@ func (b *bench) machineNotes(picked []scenario, fws []forwarder, skipped []strin
 	fmt.Fprintf(&s, "Run %s, took %v. Machine: %s, %d CPUs, Linux %s, %s. Load average at the start %s, at the end %s.\n\n",
 		started.UTC().Format("2006-01-02 15:04 MST"), time.Since(started).Round(time.Second), cpuModel(), runtime.NumCPU(), kernel(), runtime.Version(), load0, loadAvg())
 	fmt.Fprintf(&s, "Load: %d qps of unique A names over %d UDP sockets, no retries, client timeout %v. "+
-		"Upstreams: faultdns in the benchmark process, fresh per run (throughput and configsize: bench/responder); the forwarder is a subprocess; everything on 127.0.0.1 and on the same CPUs.\n\n",
+		"Upstreams: faultdns in the benchmark process, fresh per run (throughput and configsize: internal/responder); the forwarder is a subprocess; everything on 127.0.0.1 and on the same CPUs.\n\n",
 		b.rate, b.sockets, b.timeout)
 	s.WriteString("Versions:\n")
 	for _, f := range fws {

@@ -19,7 +19,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
-	"github.com/upstreamtier/upstreamtier/bench/responder"
+	"github.com/upstreamtier/upstreamtier/internal/responder"
 )
 
 func init() { register(benchScenario{"throughput", (*bench).throughputScenario}) }
