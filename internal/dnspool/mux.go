@@ -22,8 +22,11 @@ import (
 //
 // What an off-path spoofer must guess for an answer to be taken: the
 // query's 16-bit ID (from crypto/rand, never two in flight with the same
-// ID on one socket) and the source port of the socket it left from, one
-// of up to MuxSockets sockets whose ports the kernel chose at random. The
+// ID on one socket), its question, and the source port of the socket it
+// left from, one of up to MuxSockets sockets whose ports the kernel chose
+// at random. A datagram with a waiting ID and another question, or that is
+// not a response, is dropped and counted (Unmatched), and the query keeps
+// waiting for its own answer: one forged datagram never ends a query. The
 // sockets are connected, so the kernel drops datagrams from any address
 // and port but the upstream's. They rotate: a socket takes no new query
 // after MuxRotate queries, after MaxAge (DefaultMuxAge by default), or
@@ -44,8 +47,9 @@ type Mux struct {
 	next   int                     // the slot of the next query
 	closed bool
 
-	dials atomic.Int64
-	inUse atomic.Int64
+	dials     atomic.Int64
+	inUse     atomic.Int64
+	unmatched atomic.Int64
 }
 
 const (
@@ -84,6 +88,10 @@ func (m *Mux) Dials() int64 { return m.dials.Load() }
 // InUse returns the number of queries in flight.
 func (m *Mux) InUse() int { return int(m.inUse.Load()) }
 
+// Unmatched returns how many datagrams with the ID of a waiting query
+// were dropped because they were not its answer.
+func (m *Mux) Unmatched() int64 { return m.unmatched.Load() }
+
 // muxSocket is one connected socket of a Mux and the calls in flight on it.
 type muxSocket struct {
 	m       *Mux
@@ -104,14 +112,15 @@ var reserved = new(Call)
 
 // Call is one query in flight on a Mux, from Send to Done.
 type Call struct {
-	s    *muxSocket
-	id   uint16
-	size int        // the largest answer: the client's buffer size
-	buf  []byte     // the answer, valid until Done
-	n    int        // its length
-	ch   chan error // the reader's word: nil with an answer in buf[:n], or the socket's error
-	got  bool       // the word was taken
-	t    *time.Timer
+	s        *muxSocket
+	id       uint16
+	question []byte     // the query's question section, which its answer must echo; nil if not found
+	size     int        // the largest answer: the client's buffer size
+	buf      []byte     // the answer, valid until Done
+	n        int        // its length
+	ch       chan error // the reader's word: nil with an answer in buf[:n], or the socket's error
+	got      bool       // the word was taken
+	t        *time.Timer
 }
 
 var callPool = sync.Pool{New: func() any {
@@ -129,6 +138,12 @@ var callPool = sync.Pool{New: func() any {
 func (m *Mux) Send(ctx context.Context, wire []byte, size int, deadline time.Time) (*Call, error) {
 	c := callPool.Get().(*Call)
 	c.size, c.got = max(size, dns.MinMsgSize), false
+	c.question = c.question[:0]
+	if end := questionEnd(wire); end > 0 {
+		c.question = append(c.question, wire[headerLen:end]...)
+	} else {
+		c.question = nil
+	}
 	for try := 0; ; try++ {
 		s, err := m.socket(ctx, deadline)
 		if err != nil {
@@ -313,6 +328,11 @@ func (s *muxSocket) deliver(p []byte) {
 	if c == nil || c == reserved {
 		s.mu.Unlock()
 		return // the ID stays reserved: more copies of a late answer may come
+	}
+	if !answers(p, c.question) {
+		s.mu.Unlock()
+		s.m.unmatched.Add(1) // forged, or garbage: the query waits for its own answer
+		return
 	}
 	delete(s.waiting, id)
 	s.mu.Unlock()

@@ -397,3 +397,56 @@ func TestMuxCutToSize(t *testing.T) {
 		t.Fatalf("answer of %d bytes, want it cut to 512", len(p))
 	}
 }
+
+// Datagrams from the upstream's address with the waiting query's ID that
+// are not its answer (another name, another type, a query, garbage) are
+// dropped and counted, and the query takes its own answer after them;
+// its name in other letter case is its answer.
+func TestMuxForgedDatagramsDropped(t *testing.T) {
+	up := startScripted(t)
+	m := NewMux(up.addr(), Options{MaxIdle: 1})
+	defer m.Close(0)
+	c, err := m.Send(context.Background(), queryFor(t, "www.example.org"), 1232, time.Now().Add(hangGuard))
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, from := up.next(t)
+
+	forged := []func(r *dns.Msg){
+		func(r *dns.Msg) { r.Question[0].Name = "evil.example.org." },
+		func(r *dns.Msg) { r.Question[0].Qtype = dns.TypeAAAA },
+		func(r *dns.Msg) { r.Question[0].Qclass = dns.ClassCHAOS },
+		func(r *dns.Msg) { r.Response = false },
+		func(r *dns.Msg) { r.Question = nil },
+	}
+	for _, forge := range forged {
+		r := new(dns.Msg)
+		r.SetReply(q)
+		forge(r)
+		b, err := r.Pack()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := up.pc.WriteToUDP(b, from); err != nil {
+			t.Fatal(err)
+		}
+	}
+	garbage := []byte{byte(q.Id >> 8), byte(q.Id), 0x81, 0x80, 0, 1, 0, 0, 0, 0, 0, 0, 0x80}
+	if _, err := up.pc.WriteToUDP(garbage, from); err != nil {
+		t.Fatal(err)
+	}
+	q.Question[0].Name = "WWW.Example.ORG."
+	answer(t, up.pc, from, q, net.IPv4(192, 0, 2, 1))
+
+	p, err := c.Await(time.Now().Add(hangGuard))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Done()
+	if got := answerIP(t, p); !got.Equal(net.IPv4(192, 0, 2, 1)) {
+		t.Fatalf("took %s, want the genuine answer", got)
+	}
+	if n := m.Unmatched(); n != int64(len(forged)+1) {
+		t.Errorf("%d datagrams counted unmatched, want %d", n, len(forged)+1)
+	}
+}

@@ -1,0 +1,63 @@
+package dnspool
+
+// headerLen is the length of a DNS message header.
+const headerLen = 12
+
+// questionEnd returns the offset after the single, uncompressed question
+// of a packed message, or 0 if it does not have one.
+func questionEnd(msg []byte) int {
+	if len(msg) < headerLen || msg[4] != 0 || msg[5] != 1 {
+		return 0
+	}
+	off := headerLen
+	for {
+		if off >= len(msg) {
+			return 0
+		}
+		l := int(msg[off])
+		if l == 0 {
+			break
+		}
+		if l > 63 { // a pointer or an extended label type
+			return 0
+		}
+		off += 1 + l
+	}
+	off += 1 + 4 // the root label, type and class
+	if off > len(msg) {
+		return 0
+	}
+	return off
+}
+
+// answers reports whether the datagram p is a response whose one question
+// is question, a packed question section: the name in any letter case,
+// type and class the same. A nil question matches any response.
+func answers(p, question []byte) bool {
+	if len(p) < headerLen || p[2]&0x80 == 0 { // QR: a response
+		return false
+	}
+	if question == nil {
+		return true
+	}
+	if p[4] != 0 || p[5] != 1 || len(p) < headerLen+len(question) {
+		return false
+	}
+	got := p[headerLen : headerLen+len(question)]
+	name := len(question) - 4
+	for i := range name {
+		if lower(got[i]) != lower(question[i]) {
+			return false
+		}
+	}
+	return string(got[name:]) == string(question[name:])
+}
+
+// lower returns c in lower case if it is an ASCII letter: DNS names
+// compare without regard to case.
+func lower(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
+}
