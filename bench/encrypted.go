@@ -17,7 +17,7 @@ func init() { register(benchScenario{"encrypted", (*bench).encryptedScenario}) }
 // Settings of this file's scenarios, from the command line.
 var (
 	transportList = flag.String("transports", "dot,doh,doq", "encrypted scenarios: comma-separated transports to run")
-	encserverBin  = flag.String("encserver", "", "encrypted scenarios: the encserver binary (default: build ./bench/encserver into OUT/encserver)")
+	encserverBin  = flag.String("encserver", "", "encrypted scenarios: the encserver binary (default: build bench/encserver into OUT/encserver)")
 )
 
 // encTransport is one encrypted DNS transport of the encrypted scenarios.
@@ -157,14 +157,19 @@ func (b *bench) encPrepare(fws []forwarder) (*encSetup, error) {
 	return s, err
 }
 
-// encServerBinary returns the encserver binary, building ./bench/encserver into OUT/encserver once when none is given.
+// encServerBinary returns the encserver binary, building bench/encserver into OUT/encserver once when none is given.
 func (b *bench) encServerBinary() (string, error) {
 	if (*encserverBin) != "" {
 		return filepath.Abs((*encserverBin))
 	}
+	root, err := repoRoot()
+	if err != nil {
+		return "", fmt.Errorf("building encserver (or give -encserver): %w", err)
+	}
 	path := filepath.Join(b.out, "encserver")
 	fmt.Println("building", path)
-	cmd := exec.Command("go", "build", "-o", path, "./bench/encserver")
+	cmd := exec.Command("go", "build", "-o", path, "./encserver")
+	cmd.Dir = filepath.Join(root, "bench") // the bench's module
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	if err := cmd.Run(); err != nil {
 		return "", fmt.Errorf("building encserver: %w", err)

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"flag"
 	"fmt"
-	"os"
 	"os/exec"
 	"regexp"
 	"strconv"
@@ -29,17 +28,20 @@ const goBenchCommand = "go test -run '^$' -bench '%s' -benchmem -count %d ."
 
 // goBench runs the plugin's Go benchmarks matching pattern -gobench-count times and returns
 // each sub-benchmark's medians by name without the Benchmark prefix, e.g. "ServeDNS/forward".
-// It needs the source: the bench run from the repository root with go on PATH; without them
-// (or with -gobench-count 0) it returns nil and says why.
+// It needs the source: the bench run inside the repository (repoRoot) with go on PATH; without
+// them (or with -gobench-count 0) it returns nil and says why.
 func (b *bench) goBench(pattern string) (map[string]goBenchResult, string) {
 	if (*goBenchCount) <= 0 {
 		return nil, "not run (-gobench-count 0)"
 	}
-	if mod, err := os.ReadFile("go.mod"); err != nil || !bytes.Contains(mod, []byte("module github.com/upstreamtier/upstreamtier\n")) {
-		return nil, "not run: the bench runs them from the repository root, and this is not it"
+	root, err := repoRoot()
+	if err != nil {
+		return nil, "not run: " + err.Error()
 	}
 	fmt.Printf("  go benchmarks: %s\n", fmt.Sprintf(goBenchCommand, pattern, (*goBenchCount)))
-	out, err := exec.Command("go", "test", "-run", "^$", "-bench", pattern, "-benchmem", "-count", strconv.Itoa((*goBenchCount)), ".").CombinedOutput()
+	cmd := exec.Command("go", "test", "-run", "^$", "-bench", pattern, "-benchmem", "-count", strconv.Itoa((*goBenchCount)), ".")
+	cmd.Dir = root // the plugin's package, where bench_test.go is
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return nil, fmt.Sprintf("failed: %v: %s", err, bytes.TrimSpace(out))
 	}
