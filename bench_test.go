@@ -18,10 +18,10 @@ import (
 	"github.com/miekg/dns"
 )
 
-// The benchmarks' upstreams are a bench/responder, which answers in place
+// The benchmarks' upstreams are an internal/responder, which answers in place
 // without allocating, so allocs/op and B/op are the handler's own (and the
 // recorder's two or so, the same for every handler), not the upstream's.
-// go run ./bench -scenarios throughput,configsize runs them and tabulates
+// (cd bench && go run . -scenarios throughput,configsize) runs them and tabulates
 // their medians; by hand:
 //
 //	go test -run '^$' -bench 'ServeDNS' -benchmem -count 6 .

@@ -67,7 +67,7 @@ func (b *bench) configSizeScenario(fws []forwarder) (string, error) {
 
 	var s strings.Builder
 	s.WriteString(title)
-	fmt.Fprintf(&s, "%s Upstreamtier with every option at its default; each upstream is its own port of one `bench/responder` on 127.0.0.1, "+
+	fmt.Fprintf(&s, "%s Upstreamtier with every option at its default; each upstream is its own port of one `internal/responder` on 127.0.0.1, "+
 		"tier 1 serves (policy random) and the lower tiers get only standby probes. Allocations: the Go benchmark `%s`, medians.\n\n",
 		b.satHeader(), fmt.Sprintf(goBenchCommand, "^BenchmarkServeDNSConfigSize$", (*goBenchCount)))
 	s.WriteString("| config | QPS | CPU µs / query | allocs / query | B / query |\n")

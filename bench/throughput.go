@@ -273,7 +273,7 @@ func (b *bench) tputTable(cs []*tputConfig, allocs map[string]goBenchResult, all
 	s.WriteString("### throughput: healthy upstream, flat out\n\n")
 	fmt.Fprintf(&s, "%s Overhead: CPU / query minus %s's in the same round (%s answers every query itself: CoreDNS's own cost, and template's; "+
 		"%s answers by itself too, without a text template, so its overhead is minus template's own work). "+
-		"Every config has the same upstream, one `bench/responder` on 127.0.0.1 (allocation-free, in the benchmark process). "+
+		"Every config has the same upstream, one `internal/responder` on 127.0.0.1 (allocation-free, in the benchmark process). "+
 		"At %d qps: CPU / answered query at that fixed rate for %v, %d rounds alternated; at a modest rate the server's wake-ups dominate, so this column shows CoreDNS's framework more than any plugin. "+
 		"Allocations: the Go benchmark `%s`, medians, ServeDNS alone against the same kind of responder.\n\n",
 		b.satHeader(), floorName, floorName, bareName, b.rate, (*cpuDur), (*cpuRounds), fmt.Sprintf(goBenchCommand, "^BenchmarkServeDNS$", (*goBenchCount)))
