@@ -16,7 +16,7 @@ const noUpstream = replacer.EmptyValue
 
 // setMetadata publishes, for the log plugin and others, which tier and
 // upstream answered (noUpstream when none did), how many attempts the
-// query took and how many of them were hedges.
+// query took, how many of them were hedges and how many retries.
 func (ut *UpstreamTier) setMetadata(ctx context.Context, q *query, u *Upstream) {
 	if !ut.metadata {
 		return
@@ -25,9 +25,10 @@ func (ut *UpstreamTier) setMetadata(ctx context.Context, q *query, u *Upstream) 
 	if u != nil {
 		tier, upstream = u.tier.name, u.Addr()
 	}
-	attempts, hedges := strconv.Itoa(q.attempts), strconv.Itoa(q.hedges)
+	attempts, hedges, retries := strconv.Itoa(q.attempts), strconv.Itoa(q.hedges), strconv.Itoa(q.retries)
 	metadata.SetValueFunc(ctx, pluginName+"/tier", func() string { return tier })
 	metadata.SetValueFunc(ctx, pluginName+"/upstream", func() string { return upstream })
 	metadata.SetValueFunc(ctx, pluginName+"/attempts", func() string { return attempts })
 	metadata.SetValueFunc(ctx, pluginName+"/hedged", func() string { return hedges })
+	metadata.SetValueFunc(ctx, pluginName+"/retries", func() string { return retries })
 }

@@ -52,6 +52,13 @@ var (
 		Help:      "Hedged attempts, by the tier they went to.",
 	}, []string{"server", "tier"})
 
+	retryCount = promauto.NewCounterVec(prometheus.CounterOpts{
+		Namespace: plugin.Namespace,
+		Subsystem: pluginName,
+		Name:      "retries_total",
+		Help:      "Attempts sent again over UDP to the same upstream at its RTO, when no other upstream of its tier could take a hedge.",
+	}, []string{"server", "tier", "upstream"})
+
 	resolveFailures = promauto.NewCounterVec(prometheus.CounterOpts{
 		Namespace: plugin.Namespace,
 		Subsystem: pluginName,
@@ -225,6 +232,7 @@ func (ut *UpstreamTier) initUpstreamMetrics(u *Upstream) {
 		}
 	}
 	attemptDuration.WithLabelValues(server, tier, addr)
+	retryCount.WithLabelValues(server, tier, addr)
 	for _, r := range []reason{reasonTimeout, reasonNetwork, reasonRcode, reasonMismatch} {
 		attemptFailures.WithLabelValues(server, tier, addr, r.label())
 	}

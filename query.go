@@ -46,8 +46,10 @@ type query struct {
 
 	results  chan outcome // answers of attempts running in goroutines
 	flights  [maxRunning]flight
-	running  int   // attempts in flight
-	lastTier *Tier // tier of the newest attempt
+	running  int       // attempts in flight
+	lastTier *Tier     // tier of the newest attempt
+	lastUp   *Upstream // upstream of the newest attempt
+	lastAt   time.Time // when the newest attempt started
 	// The newest attempt's checkpoints: when it is hedged within its
 	// tier, and when its upstream is next asked whether it is alive (first
 	// early, then every recheck).
@@ -56,7 +58,7 @@ type query struct {
 	failed             bool // an attempt failed while others are in flight
 	last               *attemptError
 
-	attempts, hedges int
+	attempts, hedges, retries int
 }
 
 // flight is an attempt in flight, as the query sees it.
@@ -267,7 +269,7 @@ func (q *query) race() (*dns.Msg, *Upstream, *attemptError) {
 			if u == nil || !time.Now().Before(q.deadline) {
 				return nil, nil, q.budgetSpent()
 			}
-			q.launch(u, false)
+			q.launch(u, attemptNext)
 		}
 
 		wait, check, silent := q.plan()
@@ -328,14 +330,22 @@ func (q *query) plan() (wait time.Duration, check <-chan struct{}, silent bool) 
 			switch {
 			case same && failed:
 				failed = false
-				q.launch(q.take(), false)
+				q.launch(q.take(), attemptNext)
 				continue
 			case hedging && !now.Before(q.hedgeAt) && q.ut.hedgeSlot():
-				q.launch(q.take(), true)
+				q.launch(q.take(), attemptHedge)
 				continue
 			}
 			if hedging && now.Before(q.hedgeAt) {
 				wait = q.hedgeAt.Sub(now)
+			}
+		}
+		if q.retryDue(next) {
+			if now.Before(q.hedgeAt) {
+				wait = minPositive(wait, q.hedgeAt.Sub(now))
+			} else if q.ut.hedgeSlot() {
+				q.retry()
+				continue
 			}
 		}
 		if now.Before(q.silenceAt) {
@@ -354,7 +364,7 @@ func (q *query) plan() (wait time.Duration, check <-chan struct{}, silent bool) 
 		case next == nil:
 			return 0, nil, true
 		}
-		q.launch(q.take(), false)
+		q.launch(q.take(), attemptNext)
 	}
 	return 0, nil, false
 }
@@ -411,22 +421,64 @@ func (q *query) rehear() bool {
 	return again
 }
 
-// launch starts an attempt in its own goroutine.
-func (q *query) launch(u *Upstream, hedge bool) {
+// maxRetries bounds the retries of one query: a datagram lost on the way
+// to or from an upstream is sent again at its RTO, then at twice that.
+const maxRetries = 2
+
+// retryDue reports whether the newest attempt may be sent again to its
+// upstream, at the hedge checkpoint: over UDP, where a datagram can be
+// lost, when no other upstream of its tier can take a hedge (next is the
+// next candidate), and only while the upstream answers other queries
+// since the attempt started: then the attempt's datagram or its answer
+// may have been lost, while a silent upstream is left for the next
+// candidate instead. A slot stays free for that candidate. A recursive
+// resolver merges the copy with the query in flight, so a retry costs
+// the authoritative servers nothing.
+func (q *query) retryDue(next *Upstream) bool {
+	u := q.lastUp
+	if u == nil || q.retries >= maxRetries || !u.available() || u.link.Network(q.clientProto) != "udp" {
+		return false
+	}
+	if next != nil && (next.tier == q.lastTier || q.running+1 >= maxRunning) {
+		return false
+	}
+	return u.answeredSince(q.lastAt)
+}
+
+// retry sends the newest attempt's query to its upstream again, as an
+// attempt of its own, and backs the next checkpoint off.
+func (q *query) retry() {
+	u := q.lastUp
+	q.retries++
+	retryCount.WithLabelValues(metrics.WithServer(q.ctx), u.tier.name, u.Addr()).Inc()
+	q.launch(u, attemptRetry)
+	q.hedgeAt = q.hedgeAt.Add(time.Duration(q.retries) * q.recheck) // RFC 6298's backoff: 2·RTO, then 3·RTO
+}
+
+// The kinds of attempt launch starts.
+const (
+	attemptNext  = iota // the next candidate
+	attemptHedge        // a hedge within the tier
+	attemptRetry        // the newest attempt again, to the same upstream
+)
+
+// launch starts an attempt of the kind given in its own goroutine.
+func (q *query) launch(u *Upstream, kind int) {
 	start := time.Now()
 	limit, checkpoint := q.ut.timing(u)
 	deadline := earliest(start.Add(limit), q.deadline)
 	q.attempts++
-	if hedge {
+	if kind == attemptHedge {
 		q.hedges++
 		hedgeCount.WithLabelValues(metrics.WithServer(q.ctx), u.tier.name).Inc()
 	}
+	slotted := kind != attemptNext // hedges and retries hold a plugin-wide slot
 	proto := u.link.Network(q.clientProto)
 	aq := upstream.Query{Req: q.req, Packet: q.packet.Clone()} // the attempt's own wire, which its transport may write into
 	slot := q.track(u, start, checkpoint)
 	o := q.outgoing
 	q.goRun(slot, func(ctx context.Context) outcome {
-		defer o.ut.hedgeDone(hedge)
+		defer o.ut.hedgeDone(slotted)
 		ret, err := u.exchange(ctx, o.clientProto, aq, deadline)
 		return o.report(ctx, u, ret, err, proto, start, slot)
 	})
@@ -459,7 +511,7 @@ func (q *query) track(u *Upstream, start time.Time, checkpoint time.Duration) in
 		slot++
 	}
 	q.flights[slot] = flight{u: u, since: start}
-	q.lastTier, q.recheck = u.tier, checkpoint
+	q.lastTier, q.lastUp, q.lastAt, q.recheck = u.tier, u, start, checkpoint
 	q.hedgeAt, q.silenceAt = start.Add(checkpoint), start.Add(silenceDelay(checkpoint))
 	return slot
 }

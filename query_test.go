@@ -1,10 +1,14 @@
 package upstreamtier
 
 import (
+	"fmt"
+	"net"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/upstreamtier/upstreamtier/internal/faultdns"
 )
 
@@ -125,4 +129,72 @@ func TestHedgeCapKeepsCandidate(t *testing.T) {
 	q := newClientQuery("www.example.org", dns.TypeA)
 	m, _ := serve(t, ut, q, false)
 	expectFrom(t, q, m, up[1])
+}
+
+// dropFirst is a UDP upstream on 127.0.0.1 that drops the first datagram
+// of each query name and answers every other one, as a lossy link loses
+// one: closed when the test ends.
+func dropFirst(t *testing.T, ip net.IP) string {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	go func() {
+		seen := map[string]bool{}
+		buf := make([]byte, dns.MaxMsgSize)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			q := new(dns.Msg)
+			if q.Unpack(buf[:n]) != nil || len(q.Question) != 1 {
+				continue
+			}
+			name := strings.ToLower(q.Question[0].Name)
+			if q.Question[0].Qtype == dns.TypeA && !seen[name] {
+				seen[name] = true // lost on the way
+				continue
+			}
+			r := new(dns.Msg)
+			r.SetReply(q)
+			if q.Question[0].Qtype == dns.TypeA {
+				r.Answer = []dns.RR{&dns.A{Hdr: dns.RR_Header{Name: q.Question[0].Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60}, A: ip}}
+			}
+			b, _ := r.Pack()
+			pc.WriteTo(b, from)
+		}
+	}()
+	return pc.LocalAddr().String()
+}
+
+// A query whose datagram is lost on the way to the only upstream of its
+// tier is sent again at the upstream's RTO and answered, instead of
+// waiting for its attempt (30 s here) or going to the next tier; the
+// retry shows in retries_total.
+func TestLostDatagramRetried(t *testing.T) {
+	up := startUpstreams(t, 1)
+	lossy := dropFirst(t, net.IPv4(192, 0, 2, 77))
+	ut := newPluginAddrs(t, `upstreamtier {
+		tier site %s
+		tier isp %s
+		attempt_timeout 30s
+		timeout 30s
+	}`, lossy, up[0].Addr())
+	before := testutil.ToFloat64(retryCount.WithLabelValues("", "site", lossy))
+	for i := range 3 {
+		q := newClientQuery(fmt.Sprintf("lost%d.example.org", i), dns.TypeA)
+		m, _ := serve(t, ut, q, false)
+		if got := answerIP(t, m); !got.Equal(net.IPv4(192, 0, 2, 77)) {
+			t.Fatalf("answer %s, want tier 1's 192.0.2.77", got)
+		}
+	}
+	if n := testutil.ToFloat64(retryCount.WithLabelValues("", "site", lossy)) - before; n != 3 {
+		t.Errorf("retries_total grew by %v, want 3", n)
+	}
+	if n := up[0].Queries(); n != 0 {
+		t.Errorf("tier 2 got %d queries", n)
+	}
 }
