@@ -113,7 +113,7 @@ func TestProbeDomainRcodeCounts(t *testing.T) {
 // until it answers again. It goes down whether or not it answers the
 // probe name well.
 func TestFailsEveryNameGoesDown(t *testing.T) {
-	for _, m := range []faultdns.Mode{faultdns.Refused, faultdns.ServFail} {
+	for _, m := range []faultdns.Mode{faultdns.Refused, faultdns.RefusedBare, faultdns.ServFail} {
 		for _, probeName := range []string{"answered", "failed"} {
 			t.Run(m.String()+"/probe name "+probeName, func(t *testing.T) {
 				up := startUpstreams(t, 2)
@@ -158,25 +158,29 @@ func TestFailsEveryNameGoesDown(t *testing.T) {
 // after fall queries it is down, every client gets SERVFAIL with EDE 22 at
 // once, and it is back when it answers a client's name again.
 func TestFailsEveryNameAlone(t *testing.T) {
-	up := startUpstreams(t, 1)
-	ut := newPlugin(t, `upstreamtier {
+	for _, mode := range []faultdns.Mode{faultdns.Refused, faultdns.RefusedBare} {
+		t.Run(mode.String(), func(t *testing.T) {
+			up := startUpstreams(t, 1)
+			ut := newPlugin(t, `upstreamtier {
 		tier only %s
 		health_check 20ms
 	}`, up...)
-	changes := watch(t, ut)
-	up[0].SetMode(faultdns.Refused)
-	upstreamsOf(ut)[0].startupProbe()
-	name := names()
-	for range 2 {
-		serve(t, ut, newClientQuery(name(), dns.TypeA), false)
+			changes := watch(t, ut)
+			up[0].SetMode(mode)
+			upstreamsOf(ut)[0].startupProbe()
+			name := names()
+			for range 2 {
+				serve(t, ut, newClientQuery(name(), dns.TypeA), false)
+			}
+			expectChange(t, changes, up[0], false)
+			m, _ := serve(t, ut, newClientQuery(name(), dns.TypeA), false)
+			if e := ede(m); m.Rcode != dns.RcodeServerFailure || e == nil || e.InfoCode != dns.ExtendedErrorCodeNoReachableAuthority {
+				t.Fatalf("want SERVFAIL with EDE 22, got\n%s", m)
+			}
+			up[0].SetMode(faultdns.OK)
+			expectChange(t, changes, up[0], true)
+		})
 	}
-	expectChange(t, changes, up[0], false)
-	m, _ := serve(t, ut, newClientQuery(name(), dns.TypeA), false)
-	if e := ede(m); m.Rcode != dns.RcodeServerFailure || e == nil || e.InfoCode != dns.ExtendedErrorCodeNoReachableAuthority {
-		t.Fatalf("want SERVFAIL with EDE 22, got\n%s", m)
-	}
-	up[0].SetMode(faultdns.OK)
-	expectChange(t, changes, up[0], true)
 }
 
 // An authoritative server that REFUSES names outside its zone, and the

@@ -115,16 +115,32 @@ type question struct {
 // judge is the verdict on one exchange with an upstream, for client
 // attempts and probes alike: nil for an answer that may reach the client,
 // otherwise why it may not.
+//
+// An error without a question section (Unbound's access control refuses
+// so) is judged by its rcode alone: a failover rcode fails the attempt
+// as such, and a reachability probe (no failover rcodes) takes it as
+// proof the upstream is there; any other cannot reach a client, and is a
+// mismatch.
 func judge(u *Upstream, q question, failover map[int]bool, m *dns.Msg, err error) *attemptError {
 	switch {
 	case err != nil:
 		return classify(u, err)
+	case questionless(m) && failover == nil:
+		return nil
+	case questionless(m) && failover[m.Rcode]:
+		return &attemptError{upstream: u, reason: reasonRcode, rcode: m.Rcode}
 	case !q.echoedBy(m):
 		return &attemptError{upstream: u, reason: reasonMismatch}
 	case failover[m.Rcode]:
 		return &attemptError{upstream: u, reason: reasonRcode, rcode: m.Rcode}
 	}
 	return nil
+}
+
+// questionless reports whether m is an error response without a question
+// section: NOERROR and NXDOMAIN must echo the question.
+func questionless(m *dns.Msg) bool {
+	return m.Response && len(m.Question) == 0 && m.Rcode != dns.RcodeSuccess && m.Rcode != dns.RcodeNameError
 }
 
 // echoedBy reports whether m is a response to the question. The ID was

@@ -450,3 +450,35 @@ func TestMuxForgedDatagramsDropped(t *testing.T) {
 		t.Errorf("%d datagrams counted unmatched, want %d", n, len(forged)+1)
 	}
 }
+
+// An error without a question section, as Unbound's access control
+// refuses, is the query's answer: the plugin judges it by its rcode.
+func TestMuxQuestionlessErrorTaken(t *testing.T) {
+	up := startScripted(t)
+	m := NewMux(up.addr(), Options{})
+	defer m.Close(0)
+	c, err := m.Send(context.Background(), queryFor(t, "www.example.org"), 1232, time.Now().Add(hangGuard))
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, from := up.next(t)
+	r := new(dns.Msg)
+	r.SetRcode(q, dns.RcodeRefused)
+	r.Question = nil
+	b, err := r.Pack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := up.pc.WriteToUDP(b, from); err != nil {
+		t.Fatal(err)
+	}
+	p, err := c.Await(time.Now().Add(hangGuard))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Done()
+	got := new(dns.Msg)
+	if err := got.Unpack(p); err != nil || got.Rcode != dns.RcodeRefused || len(got.Question) != 0 {
+		t.Fatalf("got %v (%v), want the question-less REFUSED", got, err)
+	}
+}

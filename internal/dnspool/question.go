@@ -32,12 +32,15 @@ func questionEnd(msg []byte) int {
 
 // answers reports whether the datagram p is a response whose one question
 // is question, a packed question section: the name in any letter case,
-// type and class the same. A nil question matches any response.
+// type and class the same. A nil question matches any response. So does
+// an error without a question section: servers refuse so (Unbound's
+// access control answers REFUSED with no question), and the plugin
+// judges it by its rcode.
 func answers(p, question []byte) bool {
 	if len(p) < headerLen || p[2]&0x80 == 0 { // QR: a response
 		return false
 	}
-	if question == nil {
+	if question == nil || questionlessError(p) {
 		return true
 	}
 	if p[4] != 0 || p[5] != 1 || len(p) < headerLen+len(question) {
@@ -51,6 +54,13 @@ func answers(p, question []byte) bool {
 		}
 	}
 	return string(got[name:]) == string(question[name:])
+}
+
+// questionlessError reports whether the response p has no question and an
+// rcode other than NOERROR and NXDOMAIN, which must echo the question.
+func questionlessError(p []byte) bool {
+	rcode := p[3] & 0x0f
+	return p[4] == 0 && p[5] == 0 && rcode != 0 && rcode != 3
 }
 
 // lower returns c in lower case if it is an ASCII letter: DNS names

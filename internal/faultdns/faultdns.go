@@ -37,9 +37,10 @@ const (
 	WrongQuestion             // normal answer for SpoofedName instead of the asked name
 	Garbage                   // the query's ID followed by bytes that do not unpack
 	NotImp                    // answer NOTIMP, as a server that does not do the query's kind
+	RefusedBare               // answer REFUSED without the question section, as Unbound's access control does
 )
 
-var modeNames = [...]string{"ok", "blackhole", "closed", "slow", "servfail", "refused", "nxdomain", "truncate", "wrongid", "wrongquestion", "garbage", "notimp"}
+var modeNames = [...]string{"ok", "blackhole", "closed", "slow", "servfail", "refused", "nxdomain", "truncate", "wrongid", "wrongquestion", "garbage", "notimp", "refusedbare"}
 
 // String returns the lower-case name of m, as accepted by ParseMode.
 func (m Mode) String() string {
@@ -177,7 +178,7 @@ func (s *Server) AnswerIP() net.IP { return slices.Clone(s.ip) }
 
 // SetMode switches the server to m; it fails if m is unknown, the server is closed, or the port cannot be re-bound.
 func (s *Server) SetMode(m Mode) error {
-	if m < OK || m > NotImp {
+	if m < OK || m > RefusedBare {
 		return fmt.Errorf("faultdns: unknown mode %v", m)
 	}
 	s.mu.Lock()
@@ -234,7 +235,7 @@ func (r *Rule) matches(q dns.Question) bool {
 // the mode applies to every query, as a server that is down fails them all.
 func (s *Server) SetRules(rules ...Rule) error {
 	for _, r := range rules {
-		if r.Mode < OK || r.Mode > NotImp || r.Mode == Closed {
+		if r.Mode < OK || r.Mode > RefusedBare || r.Mode == Closed {
 			return fmt.Errorf("faultdns: mode %v cannot be a rule's", r.Mode)
 		}
 	}
@@ -435,6 +436,9 @@ func (s *Server) handle(b []byte, udp bool) ([]byte, time.Duration) {
 		r = reply(q, dns.RcodeNameError)
 	case NotImp:
 		r = reply(q, dns.RcodeNotImplemented)
+	case RefusedBare:
+		r = reply(q, dns.RcodeRefused)
+		r.Question = nil
 	case Truncate:
 		if udp {
 			r = reply(q, dns.RcodeSuccess)

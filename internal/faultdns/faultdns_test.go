@@ -91,7 +91,7 @@ func checkA(t *testing.T, s *Server, r *dns.Msg, name string) {
 }
 
 func TestModeNames(t *testing.T) {
-	for m := OK; m <= NotImp; m++ {
+	for m := OK; m <= RefusedBare; m++ {
 		got, err := ParseMode(strings.ToUpper(m.String()))
 		if err != nil || got != m {
 			t.Errorf("ParseMode(%q) = %v, %v", m.String(), got, err)
@@ -587,7 +587,7 @@ func TestSwitchUnderLoad(t *testing.T) {
 		})
 	}
 	for range 3 {
-		for m := OK; m <= NotImp; m++ {
+		for m := OK; m <= RefusedBare; m++ {
 			setMode(t, s, m)
 			ctx, cancel := context.WithTimeout(context.Background(), safety)
 			if m != Closed {
