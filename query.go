@@ -309,8 +309,9 @@ func (q *query) race() (*dns.Msg, *Upstream, *attemptError) {
 // a checkpoint (a duration) and a liveness check (a channel), or that the
 // query is over (silent). This is where strict priority is kept. Inside
 // the tier of the newest attempt, a failed attempt's next candidate starts
-// at once and, at the hedge delay, a hedge. Any other move, to a lower tier
-// above all, waits until every attempt in flight has failed or its
+// at once and, at the hedge delay, a hedge, or a retry to the same
+// upstream when it is the only one of its tier (retryDue). Any other move,
+// to a lower tier above all, waits until every attempt in flight has failed or its
 // upstream has sent nothing back since the attempt started (asked with a
 // liveness probe when traffic does not tell): a resolver that keeps
 // answering is waited for, so a slow cache miss is not abandoned to a
