@@ -139,7 +139,7 @@ func (m *Mux) Send(ctx context.Context, wire []byte, size int, deadline time.Tim
 	c := callPool.Get().(*Call)
 	c.size, c.got = max(size, dns.MinMsgSize), false
 	c.question = c.question[:0]
-	if end := questionEnd(wire); end > 0 {
+	if end := QuestionEnd(wire); end > 0 {
 		c.question = append(c.question, wire[headerLen:end]...)
 	} else {
 		c.question = nil

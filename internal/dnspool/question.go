@@ -3,9 +3,9 @@ package dnspool
 // headerLen is the length of a DNS message header.
 const headerLen = 12
 
-// questionEnd returns the offset after the single, uncompressed question
+// QuestionEnd returns the offset after the single, uncompressed question
 // of a packed message, or 0 if it does not have one.
-func questionEnd(msg []byte) int {
+func QuestionEnd(msg []byte) int {
 	if len(msg) < headerLen || msg[4] != 0 || msg[5] != 1 {
 		return 0
 	}
@@ -46,14 +46,22 @@ func answers(p, question []byte) bool {
 	if p[4] != 0 || p[5] != 1 || len(p) < headerLen+len(question) {
 		return false
 	}
-	got := p[headerLen : headerLen+len(question)]
-	name := len(question) - 4
-	for i := range name {
-		if lower(got[i]) != lower(question[i]) {
+	return SameQuestion(p[headerLen:headerLen+len(question)], question)
+}
+
+// SameQuestion reports whether two packed question sections are the
+// same: the name in any letter case, the type and class exactly.
+func SameQuestion(a, b []byte) bool {
+	if len(a) != len(b) || len(a) < 5 {
+		return false
+	}
+	n := len(a) - 4
+	for i := range n {
+		if lower(a[i]) != lower(b[i]) {
 			return false
 		}
 	}
-	return string(got[name:]) == string(question[name:])
+	return string(a[n:]) == string(b[n:])
 }
 
 // questionlessError reports whether the response p has no question and an

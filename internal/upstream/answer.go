@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"github.com/miekg/dns"
+	"github.com/upstreamtier/upstreamtier/internal/dnspool"
 )
 
 // Reading an answer costs one buffer from a pool and one unpack. An answer
@@ -79,7 +80,7 @@ func unpackMatching(b *answerBlock, p []byte, pkt *Packet) bool {
 		return false
 	}
 	bits := binary.BigEndian.Uint16(p[2:])
-	if bits&bitQR == 0 || binary.BigEndian.Uint16(p[4:]) != 1 || !samePackedQuestion(p[12:qend], pkt.wire[12:qend]) {
+	if bits&bitQR == 0 || binary.BigEndian.Uint16(p[4:]) != 1 || !dnspool.SameQuestion(p[12:qend], pkt.wire[12:qend]) {
 		return false
 	}
 	an := int(binary.BigEndian.Uint16(p[6:]))
@@ -197,26 +198,4 @@ func section(rrs []dns.RR, lo, hi int) []dns.RR {
 		return nil
 	}
 	return rrs[lo:hi:hi]
-}
-
-// samePackedQuestion reports whether two packed questions are the same: the name
-// in any case, the type and class exactly.
-func samePackedQuestion(a, b []byte) bool {
-	if len(a) != len(b) || len(a) < 5 {
-		return false
-	}
-	n := len(a) - 4
-	for i := range n {
-		if lower(a[i]) != lower(b[i]) {
-			return false
-		}
-	}
-	return string(a[n:]) == string(b[n:])
-}
-
-func lower(c byte) byte {
-	if 'A' <= c && c <= 'Z' {
-		return c + 'a' - 'A'
-	}
-	return c
 }

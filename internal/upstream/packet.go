@@ -4,6 +4,7 @@ import (
 	"slices"
 
 	"github.com/miekg/dns"
+	"github.com/upstreamtier/upstreamtier/internal/dnspool"
 )
 
 // Packet is a query as it goes to an upstream: packed, with what its
@@ -18,7 +19,7 @@ type Packet struct {
 // NewPacket returns the packet of the packed query wire, whose one
 // question is ask, for a client whose buffer holds size bytes.
 func NewPacket(wire []byte, size uint16, ask dns.Question) Packet {
-	return Packet{wire: wire, size: size, ask: ask, qend: questionEnd(wire)}
+	return Packet{wire: wire, size: size, ask: ask, qend: dnspool.QuestionEnd(wire)}
 }
 
 // Clone returns the packet with its own copy of the wire, for an attempt
@@ -26,32 +27,4 @@ func NewPacket(wire []byte, size uint16, ask dns.Question) Packet {
 func (p Packet) Clone() Packet {
 	p.wire = slices.Clone(p.wire)
 	return p
-}
-
-// questionEnd returns the offset after the single, uncompressed question of
-// a packed message, or 0 if it does not have one.
-func questionEnd(msg []byte) int {
-	const header = 12
-	if len(msg) < header || msg[4] != 0 || msg[5] != 1 {
-		return 0
-	}
-	off := header
-	for {
-		if off >= len(msg) {
-			return 0
-		}
-		l := int(msg[off])
-		if l == 0 {
-			break
-		}
-		if l > 63 { // a pointer or an extended label type
-			return 0
-		}
-		off += 1 + l
-	}
-	off += 1 + 4 // the root label, type and class
-	if off > len(msg) {
-		return 0
-	}
-	return off
 }
