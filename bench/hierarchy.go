@@ -40,28 +40,9 @@ ns  IN A   127.0.0.1
 `
 
 // hierNSDConf is NSD serving loadZone from hier.zone, and the root from root.zone where %[3]s
-// says so; as nsdConf, unprivileged, on loopback, rate limiting off. Without the root, NSD
+// says so, with nsdServerConf: unprivileged, on loopback, rate limiting off. Without the root, NSD
 // REFUSES every name outside loadZone, `. NS` included: an authoritative-only origin.
-const hierNSDConf = `server:
-    ip-address: 127.0.0.1
-    port: %[2]d
-    do-ip4: yes
-    do-ip6: no
-    username: ""
-    chroot: ""
-    zonesdir: "%[1]s"
-    zonelistfile: "%[1]s/zone.list"
-    database: ""
-    pidfile: "%[1]s/nsd.pid"
-    xfrdfile: "%[1]s/xfrd.state"
-    xfrdir: "%[1]s"
-    server-count: 1
-    verbosity: 1
-    rrl-ratelimit: 0
-    rrl-whitelist-ratelimit: 0
-remote-control:
-    control-enable: no
-%[3]szone:
+const hierNSDConf = nsdServerConf + `%[3]szone:
     name: "` + loadZone + `"
     zonefile: "hier.zone"
 `

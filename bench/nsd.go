@@ -12,10 +12,11 @@ import (
 // loadAnswer is the A record every load name gets: the wildcard of loadZone.
 const loadAnswer = "192.0.2.1"
 
-// nsdConf runs NSD unprivileged in its own directory, on loopback only, with
-// rate limiting off (the resolvers all ask from 127.0.0.1). %[1]s is the
-// directory, %[2]d the port.
-const nsdConf = `server:
+// nsdServerConf runs NSD unprivileged in its own directory, on loopback
+// only, with rate limiting off (the resolvers all ask from 127.0.0.1), and
+// no zones: each scenario adds its own. %[1]s is the directory, %[2]d the
+// port.
+const nsdServerConf = `server:
     ip-address: 127.0.0.1
     port: %[2]d
     do-ip4: yes
@@ -34,7 +35,10 @@ const nsdConf = `server:
     rrl-whitelist-ratelimit: 0
 remote-control:
     control-enable: no
-zone:
+`
+
+// nsdConf is the resolvers scenario's NSD: the root and loadZone.
+const nsdConf = nsdServerConf + `zone:
     name: "."
     zonefile: "root.zone"
 zone:

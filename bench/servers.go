@@ -33,10 +33,6 @@ b   IN A   ` + kindB + `
 t   IN TXT "` + kindTXT + `"
 `
 
-// kindNSDServerConf is nsdConf's server and remote-control sections, its zones
-// cut off, so a kind's NSD runs as the resolvers scenario's does with zones of its own.
-var kindNSDServerConf, _, _ = strings.Cut(nsdConf, "zone:")
-
 // startKindNSD starts NSD authoritative for loadZone with kindZoneFile and, when
 // root, for the root too (rootZone of nsd.go): the recursive resolvers' only
 // authoritative server. Without the root it is an authoritative-only server
@@ -59,7 +55,7 @@ func startKindNSD(workDir, logPath string, root bool) (*process, error) {
 	}
 	return startDaemon("nsd", dir, logPath, func(port int) ([]string, error) {
 		path := filepath.Join(dir, "nsd.conf")
-		return []string{"-d", "-c", path}, os.WriteFile(path, []byte(fmt.Sprintf(kindNSDServerConf, dir, port)+zones), 0o600)
+		return []string{"-d", "-c", path}, os.WriteFile(path, []byte(fmt.Sprintf(nsdServerConf, dir, port)+zones), 0o600)
 	}, kindWaitData)
 }
 

@@ -154,7 +154,7 @@ func TestKindStanza(t *testing.T) {
 
 func TestKindConfigs(t *testing.T) {
 	// Every server stays on loopback and never uses the machine's resolver or root hints.
-	if c := strings.ReplaceAll(kindNSDServerConf, "%[1]s", "/d"); strings.Contains(c, "zone:") || !strings.Contains(c, "ip-address: 127.0.0.1") {
+	if c := strings.ReplaceAll(nsdServerConf, "%[1]s", "/d"); strings.Contains(c, "zone:") || !strings.Contains(c, "ip-address: 127.0.0.1") {
 		t.Errorf("NSD server section:\n%s", c)
 	}
 	kresd := strings.ReplaceAll(strings.ReplaceAll(kresdConf, "%[1]d", "5300"), "%[2]s", "127.0.0.1@5301")
