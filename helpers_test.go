@@ -450,3 +450,16 @@ func expectServfail22(t *testing.T, m *dns.Msg) {
 		t.Fatalf("want SERVFAIL with EDE 22, got\n%s", m)
 	}
 }
+
+// silentEncrypted is a server on 127.0.0.1 for an encrypted scheme that
+// never says a word: a UDP socket that reads every datagram for quic, a
+// TCP listener that takes every connection and hangs in the handshake
+// for tls and https.
+func silentEncrypted(tb testing.TB, scheme string) string {
+	tb.Helper()
+	if scheme == "quic" {
+		return blackhole(tb)
+	}
+	addr, _ := silentTCP(tb)
+	return addr
+}

@@ -55,12 +55,7 @@ func TestShutdownBlackholed(t *testing.T) {
 func TestShutdownBlackholedEncrypted(t *testing.T) {
 	for _, scheme := range []string{"tls", "https", "quic"} {
 		t.Run(scheme, func(t *testing.T) {
-			var addr string
-			if scheme == "quic" {
-				addr = blackhole(t)
-			} else {
-				addr, _ = silentTCP(t)
-			}
+			addr := silentEncrypted(t, scheme)
 			ut := newPlugin(t, "upstreamtier {\n tier site "+scheme+"://"+addr+"%"+dotServerName+"\n timeout 30s\n attempt_timeout 30s\n max_concurrent 10\n}")
 			ut.startProbing()
 			served := serveBackground(t, ut, 1)

@@ -87,12 +87,7 @@ func TestAllSilentDeclaredAllDown(t *testing.T) {
 func TestLoneEncryptedSilenceEndsQuery(t *testing.T) {
 	for _, scheme := range []string{"https", "quic"} {
 		t.Run(scheme, func(t *testing.T) {
-			var addr string
-			if scheme == "quic" {
-				addr = blackhole(t)
-			} else {
-				addr, _ = silentTCP(t)
-			}
+			addr := silentEncrypted(t, scheme)
 			ut := newPlugin(t, "upstreamtier {\n tier site "+scheme+"://"+addr+"%"+dotServerName+"\n timeout 30s\n attempt_timeout 30s\n health_check 10ms\n}")
 			var m *dns.Msg
 			within(t, "a query on a silent lone "+scheme+" upstream", func() {
