@@ -67,7 +67,9 @@ type health struct {
 	// silence: it is there and fails the names it is asked. asked is the
 	// newest client question it failed or was passed over for since, which
 	// its down probes ask, since the probe name proves nothing about names.
-	refusing  bool
+	// refusing is written under mu and read without it by passedOver,
+	// which every query that skips the upstream calls.
+	refusing  atomic.Bool
 	asked     question
 	probed    time.Time // when the last suspicion probe started
 	liveness  *liveness // the liveness check in flight, nil if none
@@ -223,8 +225,11 @@ func (h *health) goodQuestion(hc *healthCheck) (question, bool) {
 // newest of them.
 func (u *Upstream) passedOver(q question) {
 	h := &u.health
+	if !h.refusing.Load() {
+		return // a silent upstream's probes ask the probe name: no lock to take
+	}
 	h.mu.Lock()
-	if h.refusing {
+	if h.refusing.Load() {
 		h.asked = q
 	}
 	h.mu.Unlock()
@@ -251,7 +256,7 @@ func (h *health) setDown(refusing bool) (flaps int, changed bool) {
 		return 0, false
 	}
 	h.down.Store(true)
-	h.refusing = refusing
+	h.refusing.Store(refusing)
 	h.downSince.Store(time.Now().UnixNano())
 	if !h.upSince.IsZero() && time.Since(h.upSince) < flapWindow {
 		h.flaps = min(h.flaps+1, maxFlaps)
@@ -274,7 +279,7 @@ func (h *health) setUp() bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.fails, h.suspect = 0, 0
-	h.refusing = false
+	h.refusing.Store(false)
 	if !h.down.Load() {
 		return false
 	}

@@ -209,7 +209,7 @@ func (u *Upstream) downQuestion() (question, bool) {
 	h := &u.health
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return h.asked, h.refusing && h.asked.name != ""
+	return h.asked, h.refusing.Load() && h.asked.name != ""
 }
 
 // standbyLoop probes the upstream once at startup, and then every standby
